@@ -1,0 +1,38 @@
+# `make demo` and `make test` build the virtual environment from uv.lock when it is missing
+# or stale, then run. Nothing else needs to be installed by hand.
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+SYNCED := $(VENV)/.synced
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint lock clean
+
+setup: $(SYNCED)
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(SYNCED): uv.lock pyproject.toml | $(UV)
+	$(UV) sync --locked
+	touch $@
+
+demo: $(SYNCED)
+	$(BIN)/mlops demo
+
+lint: $(SYNCED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+lock: $(UV)
+	$(UV) lock
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .mlops

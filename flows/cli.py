@@ -1,0 +1,275 @@
+"""The `mlops` command. Heavy libraries are imported inside commands so `--help` stays fast."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from flows.scenarios import Scenario
+from flows.settings import Settings
+
+app = typer.Typer(
+    help="MLOps flows: simulate data, manage features, train and govern the churn model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+features_app = typer.Typer(help="The Feast feature repository.", no_args_is_help=True)
+app.add_typer(features_app, name="features")
+console = Console(stderr=True)
+T = TypeVar("T")
+
+EXIT_FAILED = 1
+EXIT_REJECTED = 3
+
+
+def _settings() -> Settings:
+    from pydantic import ValidationError
+
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        console.print(f"[red]error:[/] invalid MLOPS_* setting:\n{error}")
+        raise typer.Exit(EXIT_FAILED) from None
+    from flows import runtime
+
+    _run("prepare workspace", lambda: runtime.prepare(settings))
+    return settings
+
+
+def _expected_errors() -> tuple[type[Exception], ...]:
+    """Failures with a message written for the user: shown without a traceback."""
+    from flows.features import FeatureRepoError, LabelsError
+    from flows.tracking import TrackingStoreError
+    from flows.training import TrainingDataError
+    from flows.validation import DataValidationError
+    from flows.workspace import WorkspaceError
+
+    return (
+        FeatureRepoError,
+        LabelsError,
+        DataValidationError,
+        TrackingStoreError,
+        TrainingDataError,
+        WorkspaceError,
+        ValueError,
+    )
+
+
+def _run(step: str, action: Callable[[], T]) -> T:
+    """Run one step with a spinner; turn an expected failure into one clear line and exit 1."""
+    started = time.perf_counter()
+    try:
+        with console.status(f"{step}..."):
+            result = action()
+    except Exception as error:
+        if isinstance(error, _expected_errors()):
+            console.print(f"[red]error[/] in {step}: {error}")
+            raise typer.Exit(EXIT_FAILED) from None
+        raise
+    console.print(f"[green]done[/] {step} ({time.perf_counter() - started:.1f} s)")
+    return result
+
+
+@contextmanager
+def _quiet_feast() -> Iterator[None]:
+    # Feast prints progress bars and changes warning filters at import: keep the CLI readable.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+@app.command()
+def simulate(
+    customers: Annotated[int, typer.Option(min=1, help="Number of customers.")] = 3000,
+    days: Annotated[int, typer.Option(min=14, help="Days of history.")] = 140,
+    end: Annotated[datetime | None, typer.Option(help="Last day (default: today, UTC).")] = None,
+    scenario: Annotated[Scenario, typer.Option(help="What happens late in the period.")] = (
+        Scenario.BASELINE
+    ),
+    drift_start_day: Annotated[
+        int | None, typer.Option(help="Day the scenario starts (default: last quarter).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the generator.")] = 7,
+) -> None:
+    """Write the churn example's sources and labels into the workspace."""
+    from flows.simulate import SimulationSpec
+    from flows.simulate import simulate as generate
+    from flows.workspace import Workspace
+
+    settings = _settings()
+    spec = SimulationSpec(
+        customers=customers,
+        days=days,
+        end=(end or datetime.now(UTC)).date(),
+        scenario=scenario,
+        drift_start_day=drift_start_day,
+        seed=seed,
+    )
+    workspace = Workspace(settings.home_resolved)
+    data = _run(f"simulate {scenario.value}", lambda: generate(spec))
+    paths = _run("write parquet sources", lambda: data.write(workspace.data))
+    for name, path in paths.items():
+        console.print(f"  {name:8} {path}")
+    console.print(
+        f"  {len(data.labels)} label rows, churn rate {data.labels['churned'].mean():.1%}"
+    )
+
+
+@features_app.command("apply")
+def features_apply() -> None:
+    """Register the feature definitions (like `feast apply` in features/)."""
+    settings = _settings()
+    with _quiet_feast():
+        names = _apply(settings)
+    console.print(f"  registered: {', '.join(names)}")
+
+
+def _apply(settings: Settings) -> list[str]:
+    from flows import features
+
+    store = _run("open feature store", lambda: features.open_store(settings.features.repo_path))
+    return _run(
+        "apply feature definitions",
+        lambda: features.apply_repository(store, settings.features.repo_path),
+    )
+
+
+@features_app.command("materialize")
+def features_materialize(
+    end: Annotated[datetime | None, typer.Option(help="Load values up to (default: now).")] = None,
+) -> None:
+    """Load the latest feature values into the online store."""
+    settings = _settings()
+    with _quiet_feast():
+        _materialize(settings, end)
+
+
+def _materialize(settings: Settings, end: datetime | None) -> None:
+    from flows import features
+
+    until = end or datetime.now(UTC)
+    until = until if until.tzinfo else until.replace(tzinfo=UTC)
+    store = _run("open feature store", lambda: features.open_store(settings.features.repo_path))
+    _run(f"materialize up to {until:%Y-%m-%d %H:%M}", lambda: features.materialize(store, until))
+
+
+@app.command()
+def train(
+    as_of: Annotated[datetime | None, typer.Option(help="End of the label window.")] = None,
+    window_days: Annotated[int | None, typer.Option(min=14, help="Days of labels.")] = None,
+    holdout_days: Annotated[int | None, typer.Option(min=1, help="Days held out.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed (default from settings).")] = None,
+    reason: Annotated[str, typer.Option(help="Why this run, logged with it.")] = "manual",
+) -> None:
+    """Run the training flow: features, checks, fit, gates, registry."""
+    settings = _settings()
+    outcome = _train(
+        settings,
+        {
+            "as_of": as_of.replace(tzinfo=UTC) if as_of and not as_of.tzinfo else as_of,
+            "window_days": window_days,
+            "holdout_days": holdout_days,
+            "seed": seed,
+            "reason": reason,
+        },
+    )
+    _report_outcome(settings, outcome)
+
+
+def _train(settings: Settings, parameters: dict[str, Any]) -> Any:
+    from flows import runtime
+
+    console.print(f"  using {runtime.prepare(settings)}")
+    with _quiet_feast():
+        from flows.training_flow import TrainingParameters, train_churn_model
+
+        return _run(
+            "training flow",
+            lambda: train_churn_model(TrainingParameters(**parameters)),
+        )
+
+
+def _report_outcome(settings: Settings, outcome: Any) -> None:
+    console.print(f"  model {settings.mlflow.model_name} v{outcome.version}: {outcome.status}")
+    console.print(f"  gates: {outcome.gate_summary}")
+    if outcome.status == "rejected":
+        champion = outcome.previous_champion or "none"
+        console.print(f"[yellow]rejected[/]: the champion is unchanged (v{champion}).")
+        raise typer.Exit(EXIT_REJECTED)
+
+
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(min=100, help="Number of customers.")] = 3000,
+    days: Annotated[int, typer.Option(min=70, help="Days of history.")] = 140,
+) -> None:
+    """Simulate, apply, materialize, train twice (the second run faces a champion)."""
+    from datetime import timedelta
+
+    settings = _settings()
+    simulate(
+        customers=customers,
+        days=days,
+        end=None,
+        scenario=Scenario.BASELINE,
+        drift_start_day=None,
+        seed=7,
+    )
+    with _quiet_feast():
+        _apply(settings)
+        _materialize(settings, None)
+    today = datetime.now(UTC).replace(hour=23, minute=59, second=0, microsecond=0)
+    first = _train(settings, {"as_of": today - timedelta(days=7), "reason": "demo-baseline"})
+    _report_outcome(settings, first)
+    second = _train(settings, {"as_of": today, "reason": "demo-weekly-retrain"})
+    console.print(f"  model {settings.mlflow.model_name} v{second.version}: {second.status}")
+    console.print(f"  gates: {second.gate_summary}")
+    home = settings.home_resolved
+    console.print(
+        "\n[bold]Where to look[/]\n"
+        f"  workspace      {home}\n"
+        f"  MLflow UI      mlflow ui --backend-store-uri {settings.tracking_uri} "
+        "--host 127.0.0.1 --port 5000\n"
+        "  Prefect UI     mlops server   (then re-run `mlops demo` or `mlops train`)\n"
+        f"  registry       model '{settings.mlflow.model_name}', alias 'champion'"
+    )
+
+
+@app.command()
+def server(
+    host: Annotated[str | None, typer.Option(help="Bind address (default from settings).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default from settings).")] = None,
+) -> None:
+    """Start a Prefect server with its UI; local runs then use it instead of a temporary one."""
+    settings = _settings()
+    host = host or settings.prefect.server_host
+    port = port or settings.prefect.server_port
+    environment = os.environ | {
+        "PREFECT_SERVER_API_HOST": host,
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_UI_API_URL": f"http://{host}:{port}/api",
+    }
+    environment.pop("PREFECT_API_URL", None)
+    console.print(
+        f"Prefect UI on http://{host}:{port}; `mlops train` and `mlops demo` now use it.\n"
+        f"Elsewhere: export PREFECT_API_URL=http://{host}:{port}/api"
+    )
+    prefect = Path(sys.executable).with_name("prefect")
+    command = [str(prefect), "server", "start", "--host", host, "--port", str(port)]
+    raise typer.Exit(subprocess.call(command, env=environment))
+
+
+if __name__ == "__main__":
+    app()

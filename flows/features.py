@@ -1,0 +1,264 @@
+"""Feast access: apply the repository, check sources, build point-in-time training sets."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from feast import FeatureService, FeatureStore
+
+
+class FeatureRepoError(Exception):
+    """The feature repository, a feature service or a source is missing or malformed."""
+
+
+class LabelsError(Exception):
+    """The label set is missing, empty or without features."""
+
+
+@dataclass(frozen=True)
+class TrainingSetKeys:
+    """Columns that identify a label row and hold the label."""
+
+    entity_key: str
+    timestamp: str
+    label: str
+
+
+def open_store(repo_path: Path) -> FeatureStore:
+    """Open the Feast store configured by `feature_store.yaml` in `repo_path`."""
+    if not (repo_path / "feature_store.yaml").is_file():
+        raise FeatureRepoError(
+            f"No Feast repository at {repo_path}: expected {repo_path / 'feature_store.yaml'}. "
+            "Point MLOPS_FEATURES__REPO_PATH at your feature repository."
+        )
+    from feast import FeatureStore
+
+    return FeatureStore(repo_path=str(repo_path))
+
+
+def apply_repository(store: FeatureStore, repo_path: Path) -> list[str]:
+    """Register every definition in the repository, like `feast apply`; return their names."""
+    from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView
+    from feast.repo_contents import RepoContents
+    from feast.repo_operations import extract_objects_for_apply_delete, get_repo_files
+
+    kinds = (Entity, FeatureView, OnDemandFeatureView, FeatureService)
+    found: dict[int, Any] = {}
+    for path in get_repo_files(repo_path):
+        module = _load_module(path)
+        for value in vars(module).values():
+            if isinstance(value, kinds):
+                found.setdefault(id(value), value)
+    objects = list(found.values())
+    repo = RepoContents(
+        projects=[],
+        data_sources=[
+            view.batch_source
+            for view in objects
+            if isinstance(view, FeatureView) and view.batch_source is not None
+        ],
+        entities=[obj for obj in objects if isinstance(obj, Entity)],
+        feature_views=[obj for obj in objects if type(obj) is FeatureView],
+        on_demand_feature_views=[obj for obj in objects if isinstance(obj, OnDemandFeatureView)],
+        stream_feature_views=[],
+        label_views=[],
+        feature_services=[obj for obj in objects if isinstance(obj, FeatureService)],
+        permissions=[],
+    )
+    to_apply, to_delete, _, _ = extract_objects_for_apply_delete(
+        store.project, store.registry, repo
+    )
+    store.apply(to_apply, objects_to_delete=to_delete, partial=False)
+    return sorted(obj.name for obj in objects)
+
+
+def _load_module(path: Path) -> Any:
+    # A fresh module each time: definitions read MLOPS_HOME when they are executed.
+    spec = importlib.util.spec_from_file_location(f"feature_repo_{uuid.uuid4().hex}", path)
+    if spec is None or spec.loader is None:
+        raise FeatureRepoError(f"Cannot import feature definitions from {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def get_feature_service(store: FeatureStore, name: str) -> FeatureService:
+    """The named FeatureService, or an error listing the ones that exist."""
+    from feast.errors import FeatureServiceNotFoundException
+
+    try:
+        return store.get_feature_service(name)
+    except FeatureServiceNotFoundException:
+        known = sorted(service.name for service in store.list_feature_services())
+        raise FeatureRepoError(
+            f"Feature service '{name}' is not in the Feast registry (known: "
+            f"{', '.join(known) or 'none'}). Run `mlops features apply`, or set "
+            "MLOPS_FEATURES__FEATURE_SERVICE to one of the known names."
+        ) from None
+
+
+def feature_service_definition(store: FeatureStore, service: FeatureService) -> dict[str, Any]:
+    """A canonical description of what the service computes: views, schemas, TTLs, sources."""
+    batch_views = {view.name: view for view in store.list_feature_views()}
+    on_demand = {view.name: view for view in store.list_on_demand_feature_views()}
+    views: list[dict[str, Any]] = []
+    for projection in service.feature_view_projections:
+        features = [{"name": f.name, "dtype": str(f.dtype)} for f in projection.features]
+        view: dict[str, Any] = {"name": projection.name, "features": features}
+        if projection.name in batch_views:
+            batch = batch_views[projection.name]
+            view["ttl_seconds"] = int(batch.ttl.total_seconds()) if batch.ttl else 0
+            view["entities"] = sorted(batch.entities)
+            if batch.batch_source is not None:
+                view["source"] = batch.batch_source.name
+                view["timestamp_field"] = batch.batch_source.timestamp_field
+        elif projection.name in on_demand:
+            transformation = on_demand[projection.name].feature_transformation
+            view["transformation"] = getattr(transformation, "udf_string", "")
+        views.append(view)
+    return {"name": service.name, "views": sorted(views, key=lambda v: v["name"])}
+
+
+def definition_digest(definition: dict[str, Any]) -> str:
+    """sha256 of a canonical JSON rendering."""
+    canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_sources(store: FeatureStore, service: FeatureService) -> None:
+    """Fail early, naming file and column, when a source lacks what a feature view reads."""
+    import pyarrow.parquet as pq
+    from feast import FileSource
+
+    batch_views = {view.name: view for view in store.list_feature_views()}
+    for projection in service.feature_view_projections:
+        view = batch_views.get(projection.name)  # on-demand views read other views, not files
+        if view is None or not isinstance(view.batch_source, FileSource):
+            continue
+        source = view.batch_source
+        path = Path(source.path)
+        if not path.is_file():
+            raise FeatureRepoError(
+                f"Source '{source.name}' of feature view '{view.name}' reads {path}, which does "
+                "not exist. Run `mlops simulate` or put your parquet file there."
+            )
+        try:
+            columns = set(pq.read_schema(path).names)
+        except Exception as error:
+            raise FeatureRepoError(
+                f"Source file {path} of feature view '{view.name}' is not readable parquet: {error}"
+            ) from error
+        needed = {f.name for f in view.schema} | set(view.join_keys) | {source.timestamp_field}
+        missing = sorted(needed - columns)
+        if missing:
+            raise FeatureRepoError(
+                f"Source file {path} of feature view '{view.name}' lacks column(s) "
+                f"{', '.join(missing)} (found: {', '.join(sorted(columns))}). Fix the upstream "
+                "export or the feature view's schema."
+            )
+
+
+def read_labels(path: Path, keys: TrainingSetKeys) -> pd.DataFrame:
+    """Read the label set and check it has the key, timestamp and label columns and rows."""
+    if not path.is_file():
+        raise LabelsError(
+            f"No label file at {path}. Run `mlops simulate` or set MLOPS_FEATURES__LABELS_PATH."
+        )
+    labels = pd.read_parquet(path)
+    missing = [c for c in (keys.entity_key, keys.timestamp, keys.label) if c not in labels.columns]
+    if missing:
+        raise LabelsError(
+            f"Label file {path} lacks column(s) {', '.join(missing)} (found: "
+            f"{', '.join(labels.columns)})."
+        )
+    labels[keys.timestamp] = pd.to_datetime(labels[keys.timestamp], utc=True)
+    return labels
+
+
+def select_window(
+    labels: pd.DataFrame, keys: TrainingSetKeys, start: datetime, end: datetime
+) -> pd.DataFrame:
+    """Label rows with start <= timestamp <= end; an error when there are none."""
+    stamps = labels[keys.timestamp]
+    window = labels[(stamps >= pd.Timestamp(start)) & (stamps <= pd.Timestamp(end))]
+    if window.empty:
+        span = f"{stamps.min()} to {stamps.max()}" if len(labels) else "no rows at all"
+        raise LabelsError(
+            f"No label rows between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} (the label "
+            f"file holds {span}). Choose an `as_of` inside the labelled period."
+        )
+    return window.reset_index(drop=True)
+
+
+def build_training_set(
+    store: FeatureStore, service: FeatureService, labels: pd.DataFrame, keys: TrainingSetKeys
+) -> pd.DataFrame:
+    """Point-in-time join of the service's features onto every label row, in key order."""
+    entity_frame = labels[[keys.entity_key, keys.timestamp, keys.label]]
+    job = store.get_historical_features(entity_df=entity_frame, features=service)
+    frame = job.to_df()
+    frame[keys.timestamp] = pd.to_datetime(frame[keys.timestamp], utc=True).astype(
+        "datetime64[ns, UTC]"
+    )
+    # DuckDB does not keep the entity frame's order.
+    frame = frame.sort_values([keys.timestamp, keys.entity_key], kind="stable").reset_index(
+        drop=True
+    )
+    if len(frame) != len(entity_frame):
+        raise FeatureRepoError(
+            f"The point-in-time join returned {len(frame)} rows for {len(entity_frame)} label "
+            "rows; the offline store must keep every label row (use the DuckDB offline store)."
+        )
+    _check_feature_coverage(frame, store, service, keys)
+    feature_names = [f.name for p in service.feature_view_projections for f in p.features]
+    return frame[[keys.entity_key, keys.timestamp, keys.label, *feature_names]]
+
+
+def _check_feature_coverage(
+    frame: pd.DataFrame, store: FeatureStore, service: FeatureService, keys: TrainingSetKeys
+) -> None:
+    batch_views = {view.name: view for view in store.list_feature_views()}
+    for projection in service.feature_view_projections:
+        view = batch_views.get(projection.name)
+        if view is None:
+            continue
+        names = [f.name for f in projection.features]
+        uncovered = frame[frame[names].isna().all(axis=1)]
+        if not uncovered.empty:
+            first = uncovered.iloc[0]
+            ttl = view.ttl
+            raise LabelsError(
+                f"{len(uncovered)} of {len(frame)} label rows have no '{view.name}' features "
+                f"within its TTL of {ttl} (first: {keys.entity_key}={first[keys.entity_key]} at "
+                f"{first[keys.timestamp]}). Labels need feature rows for the same entity no older "
+                "than the TTL: check the label window and the source files."
+            )
+
+
+def frame_digest(frame: pd.DataFrame) -> str:
+    """sha256 of a frame's values, columns and dtypes (row order matters)."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([[c, str(t)] for c, t in frame.dtypes.items()]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def materialize(store: FeatureStore, end: datetime) -> None:
+    """Load the online store with the latest feature values up to `end`."""
+    for view in store.list_feature_views():
+        if view.online and not view.materialization_intervals:
+            # Feast starts a first incremental run at now - TTL; start at end - TTL instead,
+            # so that an `end` in the past (a back-fill, a test) loads what it should.
+            start = end - (view.ttl or timedelta(days=365))
+            store.materialize(start_date=start, end_date=end, feature_views=[view.name])
+    store.materialize_incremental(end_date=end)

@@ -1,0 +1,95 @@
+"""What a model version was made from: code, environment, data, features, suite, seed, cost."""
+
+from __future__ import annotations
+
+import hashlib
+import resource
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flows.settings import PROJECT_ROOT
+
+LOCK_FILE = PROJECT_ROOT / "uv.lock"
+
+
+@dataclass(frozen=True)
+class CodeVersion:
+    """The git commit of the project and whether the work tree had uncommitted changes."""
+
+    commit: str
+    dirty: bool
+
+
+def code_version(root: Path = PROJECT_ROOT) -> CodeVersion:
+    """Ask git; outside a checkout (an installed package) the commit is 'unknown'."""
+    try:
+        commit = _git(root, "rev-parse", "HEAD")
+        dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.CalledProcessError):
+        return CodeVersion(commit="unknown", dirty=True)
+    return CodeVersion(commit=commit, dirty=dirty)
+
+
+def _git(root: Path, *args: str) -> str:
+    completed = subprocess.run(
+        ["git", "-C", str(root), *args], capture_output=True, text=True, check=True, timeout=10
+    )
+    return completed.stdout.strip()
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes, or 'missing'."""
+    if not path.is_file():
+        return "missing"
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass
+class ResourceMeter:
+    """Wall time, CPU time and peak memory of a block of work."""
+
+    started_wall: float = field(default_factory=time.perf_counter)
+    started_cpu: float = field(default_factory=time.process_time)
+
+    def read(self) -> dict[str, float]:
+        # ru_maxrss is the process's peak since it started, in KiB on Linux.
+        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return {
+            "cost_wall_seconds": round(time.perf_counter() - self.started_wall, 3),
+            "cost_cpu_seconds": round(time.process_time() - self.started_cpu, 3),
+            "cost_peak_memory_mb": round(peak_kib / 1024, 1),
+        }
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """The lineage bundle logged with every run and tagged on every version."""
+
+    code_commit: str
+    code_dirty: bool
+    lock_digest: str
+    feature_service: str
+    feature_service_digest: str
+    training_set_digest: str
+    training_set_rows: int
+    label_window_start: str
+    label_window_end: str
+    suite_name: str
+    suite_digest: str
+    suite_success: bool
+    seed: int
+    parameters: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_tags(self) -> dict[str, str]:
+        """Flat `lineage.*` tags for the MLflow run and model version."""
+        return {
+            f"lineage.{name}": str(value)
+            for name, value in self.to_dict().items()
+            if name != "parameters"
+        }

@@ -1,0 +1,102 @@
+"""The governed registry: versions, the `challenger` and `champion` aliases, status tags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+    from sklearn.pipeline import Pipeline
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The version that serves, and its loaded model."""
+
+    version: str
+    run_id: str
+    model: Pipeline
+
+
+def aliases(client: MlflowClient, name: str) -> dict[str, str]:
+    """Alias -> version (as text) of a registered model; empty before the model exists."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return {}
+        raise
+    # search_model_versions returns empty aliases: read them from the registered model.
+    return {alias: str(version) for alias, version in model.aliases.items()}
+
+
+def champion_version(client: MlflowClient, name: str) -> str | None:
+    """The version the `champion` alias points at, if the model and alias exist."""
+    return aliases(client, name).get(CHAMPION)
+
+
+def load_champion(client: MlflowClient, name: str) -> Champion | None:
+    """Load the champion model (skops, trusted types only), or None before the first one."""
+    import mlflow.sklearn
+
+    version = champion_version(client, name)
+    if version is None:
+        return None
+    model_version = client.get_model_version(name, version)
+    model = mlflow.sklearn.load_model(f"models:/{name}@{CHAMPION}")
+    return Champion(version=version, run_id=str(model_version.run_id), model=model)
+
+
+def register_version(
+    client: MlflowClient, name: str, model_uri: str, run_id: str, tags: dict[str, str]
+) -> ModelVersion:
+    """Create the registered model on first use, then a new version of it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        client.create_registered_model(
+            name, description="Churn classifier of the subscription business."
+        )
+    return client.create_model_version(name=name, source=model_uri, run_id=run_id, tags=tags)
+
+
+def record_outcome(
+    client: MlflowClient, name: str, version: str, passed: bool, reason: str
+) -> None:
+    """Tag the gate outcome; a passing version becomes the `challenger`."""
+    client.set_model_version_tag(name, version, "status", CHALLENGER if passed else "rejected")
+    client.set_model_version_tag(name, version, "status_reason", reason[:5000])
+    if passed:
+        client.set_registered_model_alias(name, CHALLENGER, version)
+
+
+def promote(client: MlflowClient, name: str, version: str, actor: str, reason: str) -> str | None:
+    """Move `champion` to the version; return the previous champion's version."""
+    previous = champion_version(client, name)
+    client.set_registered_model_alias(name, CHAMPION, version)
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    for key, value in {
+        "status": CHAMPION,
+        "promoted_at": now,
+        "promoted_by": actor,
+        "promotion_reason": reason,
+        "previous_champion": previous or "none",
+    }.items():
+        client.set_model_version_tag(name, version, key, value)
+    if aliases(client, name).get(CHALLENGER) == version:
+        client.delete_registered_model_alias(name, CHALLENGER)
+    if previous is not None and previous != version:
+        client.set_model_version_tag(name, previous, "status", "retired")
+    return previous

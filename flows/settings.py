@@ -1,0 +1,206 @@
+"""The one settings object: built at the entry point, passed down, never read from below."""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class PromotionPolicy(StrEnum):
+    """Who moves the `champion` alias once a version has passed its gates."""
+
+    AUTO = "auto"
+    MANUAL = "manual"
+
+
+class FeatureSettings(BaseModel):
+    """Where the Feast repository is and which FeatureService is the model's contract."""
+
+    repo_path: Path = Field(
+        default=PROJECT_ROOT / "features",
+        description="Folder of the Feast feature repository (holds feature_store.yaml).",
+    )
+    feature_service: str = Field(
+        default="churn_model_v1",
+        description="Versioned Feast FeatureService the model is trained and served with.",
+    )
+    entity_key: str = Field(default="customer_id", description="Join key of the entity.")
+    timestamp_column: str = Field(
+        default="event_timestamp", description="Column holding the label (prediction) time."
+    )
+    label_column: str = Field(default="churned", description="Column holding the 0/1 label.")
+    labels_path: Path | None = Field(
+        default=None,
+        description="Parquet file of labels (entity key, timestamp, label); empty means "
+        "`data/labels.parquet` in the workspace, where `mlops simulate` writes it.",
+    )
+
+
+class ExpectationSettings(BaseModel):
+    """Great Expectations suites kept as reviewable JSON files."""
+
+    folder: Path = Field(
+        default=PROJECT_ROOT / "expectations",
+        description="Folder holding the GX suite JSON files.",
+    )
+    training_suite: str = Field(
+        default="training_set", description="Suite file (without .json) for training sets."
+    )
+    scoring_suite: str = Field(
+        default="scoring_set", description="Suite file (without .json) for scoring sets."
+    )
+
+
+class MlflowSettings(BaseModel):
+    """MLflow tracking and registry."""
+
+    tracking_uri: str | None = Field(
+        default=None,
+        description="Tracking URI; empty means a SQLite store inside the workspace.",
+    )
+    experiment: str = Field(default="churn", description="Experiment that holds training runs.")
+    model_name: str = Field(default="churn", description="Registered model of this use case.")
+    http_timeout_seconds: int = Field(
+        default=10, description="Per-request timeout towards a tracking server."
+    )
+    http_max_retries: int = Field(
+        default=1, description="Retries towards a tracking server (its default stalls minutes)."
+    )
+
+
+class TrainingSettings(BaseModel):
+    """Defaults of a training run; each can be overridden per run by a flow parameter."""
+
+    seed: int = Field(default=42, description="Seed of every random source in training.")
+    threads: int = Field(
+        default=1,
+        ge=1,
+        description="OpenMP threads for fit and predict; on 2 cores one thread fitted the demo "
+        "9x faster than the default (threads contend), raise it on bigger machines.",
+    )
+    window_days: int = Field(default=84, description="Days of labels used to train and test.")
+    holdout_days: int = Field(
+        default=21, description="The last days of the window kept apart as holdout."
+    )
+    max_iter: int = Field(default=200, description="Boosting iterations.")
+    learning_rate: float = Field(default=0.08, description="Boosting learning rate.")
+    max_leaf_nodes: int = Field(default=31, description="Leaves per tree.")
+    min_samples_leaf: int = Field(default=40, description="Minimum rows in a leaf.")
+
+
+class GateSettings(BaseModel):
+    """Thresholds a candidate must meet before it may serve."""
+
+    min_roc_auc: float = Field(default=0.70, description="Lowest holdout ROC AUC accepted.")
+    max_log_loss: float = Field(default=0.60, description="Highest holdout log loss accepted.")
+    max_calibration_error: float = Field(
+        default=0.08, description="Highest expected calibration error (10 bins) accepted."
+    )
+    non_inferiority_margin: float = Field(
+        default=0.01,
+        description="How much lower than the champion's ROC AUC the candidate may be "
+        "(lower bound of the paired bootstrap interval of the difference).",
+    )
+    bootstrap_resamples: int = Field(default=300, description="Paired bootstrap resamples.")
+    bootstrap_confidence: float = Field(default=0.95, description="Bootstrap interval level.")
+    slice_columns: tuple[str, ...] = Field(
+        default=("plan", "region"), description="Columns whose values form evaluation slices."
+    )
+    min_slice_size: int = Field(
+        default=200, description="Slices with fewer holdout rows are reported, not gated."
+    )
+    slice_margin: float = Field(
+        default=0.03, description="How much a slice's ROC AUC may fall below the champion's."
+    )
+
+
+class PrefectSettings(BaseModel):
+    """How local runs reach a Prefect API."""
+
+    api_url: str | None = Field(
+        default=None,
+        description="Prefect API to use; empty means a local `mlops server` if one is up, "
+        "else a temporary server for the run.",
+    )
+    server_host: str = Field(default="127.0.0.1", description="Host `mlops server` binds.")
+    server_port: int = Field(default=4200, description="Port `mlops server` binds.")
+    ephemeral_startup_timeout_seconds: int = Field(
+        default=120, description="Time a temporary server may take to start on a slow machine."
+    )
+
+
+class Settings(BaseSettings):
+    """Root settings; environment variables use the prefix MLOPS_ and `__` between groups."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MLOPS_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    home: Path = Field(
+        default=PROJECT_ROOT / ".mlops",
+        description="Workspace folder holding all local state; delete it to reset.",
+    )
+    promotion_policy: PromotionPolicy = Field(
+        default=PromotionPolicy.AUTO,
+        description="`auto`: passing gates promote to champion; `manual`: a person approves.",
+    )
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
+    expectations: ExpectationSettings = Field(default_factory=ExpectationSettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    gates: GateSettings = Field(default_factory=GateSettings)
+    prefect: PrefectSettings = Field(default_factory=PrefectSettings)
+
+    @property
+    def home_resolved(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def tracking_uri(self) -> str:
+        if self.mlflow.tracking_uri:
+            return self.mlflow.tracking_uri
+        return f"sqlite:///{self.home_resolved / 'mlflow' / 'mlflow.db'}"
+
+    @property
+    def labels_path(self) -> Path:
+        return self.features.labels_path or self.home_resolved / "data" / "labels.parquet"
+
+    def suite_path(self, suite: str) -> Path:
+        return self.expectations.folder / f"{suite}.json"
+
+    def library_environment(self) -> dict[str, str]:
+        """Environment the libraries read: telemetry off, side files inside the workspace."""
+        home = self.home_resolved
+        return {
+            "MLOPS_HOME": str(home),  # features/feature_store.yaml and definitions read it
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "MLFLOW_UV_AUTO_DETECT": "false",  # requirements are given explicitly
+            "MLFLOW_LOG_UV_FILES": "false",  # the lock file's digest is in the lineage
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": str(self.mlflow.http_timeout_seconds),
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.mlflow.http_max_retries),
+            "DO_NOT_TRACK": "1",
+            "GX_ANALYTICS_ENABLED": "false",
+            "FEAST_USAGE": "False",
+            "PREFECT_HOME": str(home / "prefect"),  # Workspace.prefect
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": str(
+                self.prefect.ephemeral_startup_timeout_seconds
+            ),
+            "MPLCONFIGDIR": str(home / "cache" / "matplotlib"),
+            "MPLBACKEND": "Agg",
+        }
+
+    def export_library_environment(self) -> None:
+        """Set the libraries' environment at the entry point; values the user set win."""
+        for name, value in self.library_environment().items():
+            os.environ.setdefault(name, value)
+        # The workspace and tracking store are ours to decide, not a stale shell's.
+        os.environ["MLOPS_HOME"] = str(self.home_resolved)
+        os.environ["MLFLOW_TRACKING_URI"] = self.tracking_uri

@@ -1,0 +1,126 @@
+"""Split, fit and score: the model is one scikit-learn Pipeline with its preprocessing inside."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from flows.features import TrainingSetKeys
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+
+# Types a skops-saved model of this pipeline holds beyond those skops trusts by default.
+# Loading refuses anything else, so a tampered artifact cannot run code (a test keeps this true).
+SKOPS_TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
+
+
+class TrainingDataError(Exception):
+    """The training set cannot be split or fitted as asked."""
+
+
+@dataclass(frozen=True)
+class ModelParameters:
+    """Hyperparameters of the boosted-trees classifier."""
+
+    max_iter: int
+    learning_rate: float
+    max_leaf_nodes: int
+    min_samples_leaf: int
+    seed: int
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """Training rows strictly before the holdout's first label time."""
+
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+    cutoff: pd.Timestamp
+
+
+def feature_columns(frame: pd.DataFrame, keys: TrainingSetKeys) -> list[str]:
+    """Every column that is neither key, timestamp nor label."""
+    return [c for c in frame.columns if c not in (keys.entity_key, keys.timestamp, keys.label)]
+
+
+def split_by_time(frame: pd.DataFrame, keys: TrainingSetKeys, holdout_days: int) -> TimeSplit:
+    """Hold out the last `holdout_days` of label time; no training row is from that period."""
+    stamps = frame[keys.timestamp]
+    cutoff = stamps.max() - pd.Timedelta(timedelta(days=holdout_days))
+    train, holdout = frame[stamps <= cutoff], frame[stamps > cutoff]
+    for name, part in (("training", train), ("holdout", holdout)):
+        if part[keys.label].nunique() < 2:
+            raise TrainingDataError(
+                f"The {name} part ({len(part)} rows, split at {cutoff}) needs both label "
+                "classes. Widen the window or shorten the holdout."
+            )
+    return TimeSplit(train.reset_index(drop=True), holdout.reset_index(drop=True), cutoff)
+
+
+def build_pipeline(
+    frame: pd.DataFrame, features: list[str], parameters: ModelParameters
+) -> Pipeline:
+    """One-hot encode text columns, pass numbers through, boost trees."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    categorical = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
+    numeric = [c for c in features if c not in categorical]
+    preprocess = ColumnTransformer(
+        [
+            (
+                "categorical",
+                OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                categorical,
+            ),
+            ("numeric", "passthrough", numeric),
+        ],
+        verbose_feature_names_out=False,
+    )
+    classifier = HistGradientBoostingClassifier(
+        max_iter=parameters.max_iter,
+        learning_rate=parameters.learning_rate,
+        max_leaf_nodes=parameters.max_leaf_nodes,
+        min_samples_leaf=parameters.min_samples_leaf,
+        early_stopping=False,
+        random_state=parameters.seed,
+    )
+    return Pipeline([("preprocess", preprocess), ("classifier", classifier)])
+
+
+def fit_model(train: pd.DataFrame, keys: TrainingSetKeys, parameters: ModelParameters) -> Pipeline:
+    """Fit the pipeline on the training rows."""
+    from threadpoolctl import threadpool_limits
+
+    features = feature_columns(train, keys)
+    pipeline = build_pipeline(train, features, parameters)
+    with threadpool_limits(limits=parameters.threads):
+        return pipeline.fit(train[features], train[keys.label].to_numpy())
+
+
+def predict_scores(
+    model: Pipeline, frame: pd.DataFrame, features: list[str], threads: int = 1
+) -> np.ndarray:
+    """Churn probability of each row."""
+    from threadpoolctl import threadpool_limits
+
+    missing = [c for c in features if c not in frame.columns]
+    if missing:
+        raise TrainingDataError(
+            f"The model needs column(s) {', '.join(missing)} that the frame lacks."
+        )
+    with threadpool_limits(limits=threads):
+        return np.asarray(model.predict_proba(frame[features])[:, 1], dtype="float64")
+
+
+def model_feature_names(model: Pipeline) -> list[str]:
+    """The input columns a fitted pipeline reads, in order."""
+    return [str(name) for name in model.feature_names_in_]

@@ -1,0 +1,352 @@
+"""Continuous training: features -> validation -> fit -> gates -> registry, one Prefect flow."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+from prefect.runtime import flow_run
+from prefect.states import Completed
+from pydantic import BaseModel, Field
+
+from flows import events, features, lineage, plots, registry, tracking, training
+from flows.evaluation import GateReport, GateResult, compute_metrics, evaluate_gates
+from flows.settings import PromotionPolicy, Settings
+from flows.validation import DataValidationError, ValidationResult, validate_frame
+from flows.workspace import Workspace
+
+
+class TrainingParameters(BaseModel):
+    """Per-run knobs; empty fields take their defaults from settings."""
+
+    as_of: datetime | None = Field(
+        default=None, description="End of the label window; empty means the latest label."
+    )
+    window_days: int | None = Field(default=None, ge=14, description="Days of labels to use.")
+    holdout_days: int | None = Field(default=None, ge=1, description="Last days held out.")
+    seed: int | None = Field(default=None, description="Seed of every random source.")
+    max_iter: int | None = Field(default=None, ge=1, description="Boosting iterations.")
+    learning_rate: float | None = Field(default=None, gt=0, le=1, description="Learning rate.")
+    reason: str = Field(default="manual", description="Why this run: manual, schedule, drift.")
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """A point-in-time training set and what it was built from."""
+
+    frame: pd.DataFrame
+    feature_service: str
+    feature_service_digest: str
+    window_start: datetime
+    window_end: datetime
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Scores, metrics and gate results of a candidate on the holdout."""
+
+    metrics: dict[str, float]
+    report: GateReport
+    holdout_scores: np.ndarray
+    champion_scores: np.ndarray | None
+    champion_version: str | None
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """What a training run ended with; the CLI and the tests read it."""
+
+    status: str  # champion | challenger | rejected
+    version: str
+    run_id: str
+    previous_champion: str | None
+    gate_summary: str
+
+
+def _keys(settings: Settings) -> features.TrainingSetKeys:
+    return features.TrainingSetKeys(
+        settings.features.entity_key,
+        settings.features.timestamp_column,
+        settings.features.label_column,
+    )
+
+
+@task(cache_policy=NO_CACHE)
+def build_training_set(settings: Settings, parameters: TrainingParameters) -> TrainingSet:
+    """Point-in-time join of the FeatureService onto the label window."""
+    keys = _keys(settings)
+    store = features.open_store(settings.features.repo_path)
+    service = features.get_feature_service(store, settings.features.feature_service)
+    features.check_sources(store, service)
+    labels = features.read_labels(settings.labels_path, keys)
+    if labels.empty:
+        raise features.LabelsError(f"The label file {settings.labels_path} has no rows.")
+    end = parameters.as_of or labels[keys.timestamp].max().to_pydatetime()
+    start = end - timedelta(days=parameters.window_days or settings.training.window_days)
+    window = features.select_window(labels, keys, start, end)
+    frame = features.build_training_set(store, service, window, keys)
+    definition = features.feature_service_definition(store, service)
+    get_run_logger().info(
+        "Built %d training rows from %s (%s to %s)", len(frame), service.name, start, end
+    )
+    return TrainingSet(frame, service.name, features.definition_digest(definition), start, end)
+
+
+@task(cache_policy=NO_CACHE)
+def validate_training_set(settings: Settings, training_set: TrainingSet) -> ValidationResult:
+    """Run the training suite; on failure store the report, emit `data invalid` and stop."""
+    suite = settings.suite_path(settings.expectations.training_suite)
+    result = validate_frame(training_set.frame, suite)
+    if result.success:
+        return result
+    report_path = _write_report(settings, "validation", result.to_dict())
+    create_markdown_artifact(
+        key="data-invalid",
+        markdown=f"## Training set failed `{result.suite_name}`\n\n```\n{result.summary()}\n```\n"
+        f"Report: `{report_path}`",
+        description="Failed data checks",
+    )
+    emit_event(
+        event=events.DATA_INVALID,
+        resource=events.model_resource(settings.mlflow.model_name),
+        payload={
+            "suite": result.suite_name,
+            "failed": [failure.describe() for failure in result.failed],
+            "report": str(report_path),
+            "feature_service": training_set.feature_service,
+        },
+    )
+    raise DataValidationError(result)
+
+
+def _write_report(settings: Settings, kind: str, document: dict[str, Any]) -> str:
+    import json
+
+    folder = Workspace(settings.home_resolved).reports
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{kind}-{datetime.now():%Y%m%d-%H%M%S}-{flow_run.get_id() or 'local'}.json"
+    path.write_text(json.dumps(document, indent=2, default=str))
+    return str(path)
+
+
+@task(cache_policy=NO_CACHE)
+def fit_candidate(
+    split: training.TimeSplit, keys: features.TrainingSetKeys, parameters: training.ModelParameters
+) -> Any:
+    """Fit the pipeline on the rows before the holdout."""
+    return training.fit_model(split.train, keys, parameters)
+
+
+@task(cache_policy=NO_CACHE)
+def evaluate_candidate(
+    settings: Settings,
+    model: Any,
+    split: training.TimeSplit,
+    keys: features.TrainingSetKeys,
+    seed: int,
+) -> Evaluation:
+    """Score train and holdout, score the champion on the same holdout, apply every gate."""
+    from mlflow import MlflowClient
+
+    columns = training.feature_columns(split.holdout, keys)
+    y_train = split.train[keys.label].to_numpy()
+    y_holdout = split.holdout[keys.label].to_numpy()
+    threads = settings.training.threads
+    holdout_scores = training.predict_scores(model, split.holdout, columns, threads)
+    metrics = {f"holdout_{k}": v for k, v in compute_metrics(y_holdout, holdout_scores).items()}
+    train_scores = training.predict_scores(model, split.train, columns, threads)
+    metrics |= {f"train_{k}": v for k, v in compute_metrics(y_train, train_scores).items()}
+
+    champion = registry.load_champion(MlflowClient(), settings.mlflow.model_name)
+    champion_scores, blocked = None, None
+    if champion is not None:
+        needed = training.model_feature_names(champion.model)
+        try:
+            champion_scores = training.predict_scores(
+                champion.model, split.holdout, needed, threads
+            )
+            champion_metrics = compute_metrics(y_holdout, champion_scores)
+            metrics |= {f"champion_holdout_{k}": v for k, v in champion_metrics.items()}
+        except training.TrainingDataError as error:
+            blocked = GateResult(
+                "champion_comparison",
+                False,
+                None,
+                None,
+                f"champion v{champion.version} cannot score this holdout: {error}",
+            )
+    slices = split.holdout[list(settings.gates.slice_columns)]
+    report = evaluate_gates(
+        y_holdout, holdout_scores, champion_scores, slices, settings.gates, seed
+    )
+    if blocked is not None:
+        report = GateReport(results=(*report.results, blocked))
+    return Evaluation(
+        metrics, report, holdout_scores, champion_scores, champion.version if champion else None
+    )
+
+
+@task(cache_policy=NO_CACHE)
+def log_and_register(
+    settings: Settings,
+    experiment_id: str,
+    training_set: TrainingSet,
+    split: training.TimeSplit,
+    model: Any,
+    evaluation: Evaluation,
+    validation: ValidationResult,
+    model_parameters: training.ModelParameters,
+    parameters: TrainingParameters,
+    meter: lineage.ResourceMeter,
+) -> TrainingOutcome:
+    """Log the MLflow run, register the version, tag gates and lineage, move aliases."""
+    from mlflow import MlflowClient
+
+    keys = _keys(settings)
+    columns = training.feature_columns(training_set.frame, keys)
+    code = lineage.code_version()
+    bundle = lineage.Lineage(
+        code_commit=code.commit,
+        code_dirty=code.dirty,
+        lock_digest=lineage.file_digest(lineage.LOCK_FILE),
+        feature_service=training_set.feature_service,
+        feature_service_digest=training_set.feature_service_digest,
+        training_set_digest=features.frame_digest(training_set.frame),
+        training_set_rows=len(training_set.frame),
+        label_window_start=training_set.window_start.isoformat(),
+        label_window_end=training_set.window_end.isoformat(),
+        suite_name=validation.suite_name,
+        suite_digest=validation.suite_digest,
+        suite_success=validation.success,
+        seed=model_parameters.seed,
+        parameters=asdict(model_parameters),
+    )
+    report = evaluation.report
+    y_holdout = split.holdout[keys.label].to_numpy()
+    importances = plots.permutation_importances(
+        model, split.holdout[columns], y_holdout, seed=model_parameters.seed
+    )
+    record = tracking.RunRecord(
+        run_name=f"train-{training_set.window_end:%Y%m%d}-{parameters.reason}",
+        tags={
+            **bundle.to_tags(),
+            "mlops.reason": parameters.reason,
+            "mlops.prefect_flow_run_id": str(flow_run.get_id() or "none"),
+            "mlops.champion_at_training": evaluation.champion_version or "none",
+        },
+        parameters={
+            **asdict(model_parameters),
+            "window_start": training_set.window_start.isoformat(),
+            "window_end": training_set.window_end.isoformat(),
+            "holdout_cutoff": split.cutoff.isoformat(),
+            "train_rows": len(split.train),
+            "holdout_rows": len(split.holdout),
+            "feature_service": training_set.feature_service,
+            "promotion_policy": settings.promotion_policy.value,
+            **{f"gate_{k}": v for k, v in settings.gates.model_dump().items()},
+        },
+        metrics={**evaluation.metrics, **meter.read()},
+        figures={
+            "plots/roc_curve.png": plots.roc_curve_figure(
+                y_holdout, evaluation.holdout_scores, evaluation.champion_scores
+            ),
+            "plots/calibration.png": plots.calibration_figure(y_holdout, evaluation.holdout_scores),
+            "plots/confusion_matrix.png": plots.confusion_matrix_figure(
+                y_holdout, evaluation.holdout_scores
+            ),
+            "plots/feature_importance.png": plots.feature_importance_figure(importances),
+        },
+        documents={
+            "lineage.json": bundle.to_dict(),
+            "gates.json": {"passed": report.passed, "results": report.to_rows()},
+            "validation.json": validation.to_dict(),
+        },
+        training_set=training_set.frame,
+        training_set_source=str(settings.labels_path),
+        training_set_digest=bundle.training_set_digest,
+        label_column=keys.label,
+        model=model,
+        features=columns,
+        seed=model_parameters.seed,
+    )
+    logged = tracking.log_training_run(experiment_id, record)
+    client = MlflowClient()
+    name = settings.mlflow.model_name
+    registered = registry.register_version(
+        client, name, logged.model_uri, logged.run_id, {**bundle.to_tags(), **report.to_tags()}
+    )
+    version = str(registered.version)
+    registry.record_outcome(client, name, version, report.passed, report.summary())
+    emit_event(
+        event=events.MODEL_REGISTERED,
+        resource=events.model_resource(name),
+        payload={"version": version, "run_id": logged.run_id, "passed_gates": report.passed},
+    )
+    status, previous = ("challenger" if report.passed else "rejected"), evaluation.champion_version
+    if report.passed and settings.promotion_policy is PromotionPolicy.AUTO:
+        actor = f"prefect-flow-run:{flow_run.get_id() or 'local'}"
+        previous = registry.promote(client, name, version, actor, "gates passed; policy auto")
+        status = "champion"
+        emit_event(
+            event=events.MODEL_PROMOTED,
+            resource=events.model_resource(name),
+            payload={"version": version, "previous_version": previous, "run_id": logged.run_id},
+        )
+    return TrainingOutcome(status, version, logged.run_id, previous, report.summary())
+
+
+@flow(name="train-churn-model", log_prints=True)
+def train_churn_model(parameters: TrainingParameters | None = None) -> Any:
+    """Train a candidate from the FeatureService, gate it against the champion, register it."""
+    parameters = parameters or TrainingParameters()
+    settings = Settings()
+    settings.export_library_environment()  # a worker starts here, not at the CLI
+    meter = lineage.ResourceMeter()
+    workspace = Workspace(settings.home_resolved).ensure()
+    experiment_id = tracking.connect(
+        settings.tracking_uri, settings.mlflow.experiment, workspace.mlflow_artifacts
+    )
+    keys = _keys(settings)
+    model_parameters = training.ModelParameters(
+        max_iter=parameters.max_iter or settings.training.max_iter,
+        learning_rate=parameters.learning_rate or settings.training.learning_rate,
+        max_leaf_nodes=settings.training.max_leaf_nodes,
+        min_samples_leaf=settings.training.min_samples_leaf,
+        seed=settings.training.seed if parameters.seed is None else parameters.seed,
+        threads=settings.training.threads,
+    )
+
+    training_set = build_training_set(settings, parameters)
+    validation = validate_training_set(settings, training_set)
+    split = training.split_by_time(
+        training_set.frame, keys, parameters.holdout_days or settings.training.holdout_days
+    )
+    model = fit_candidate(split, keys, model_parameters)
+    evaluation = evaluate_candidate(settings, model, split, keys, model_parameters.seed)
+    create_table_artifact(
+        key="gate-results", table=evaluation.report.to_rows(), description="Evaluation gates"
+    )
+    outcome = log_and_register(
+        settings,
+        experiment_id,
+        training_set,
+        split,
+        model,
+        evaluation,
+        validation,
+        model_parameters,
+        parameters,
+        meter,
+    )
+    message = f"v{outcome.version} {outcome.status}: {outcome.gate_summary}"
+    print(message)
+    if outcome.status == "rejected":
+        return Completed(name="Rejected", message=message, data=outcome)
+    return outcome

@@ -1,0 +1,42 @@
+"""Test-wide set-up: library side files in a temporary folder, one Prefect test server."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flows.settings import Settings
+from tests.support import use_workspace
+
+# Before any library is imported: Prefect reads its home and settings at import time.
+_SESSION_FOLDER = Path(tempfile.mkdtemp(prefix="mlops-tests-"))
+for _name, _value in Settings(home=_SESSION_FOLDER / "workspace").library_environment().items():
+    os.environ[_name] = _value
+os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+Path(os.environ["PREFECT_HOME"]).mkdir(parents=True)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Import Feast before any test: at import it puts "once" warning filters in front of
+    pytest's "error", which would otherwise hold for the rest of the first test that imports it.
+    """
+    import feast  # noqa: F401
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """A temporary Prefect API for the whole session (it takes ~12 s to start here)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture
+def workspace(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
+    """Settings of an empty workspace in the test's temporary folder."""
+    return use_workspace(monkeypatch, tmp_path / "workspace")

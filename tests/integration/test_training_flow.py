@@ -1,0 +1,139 @@
+"""The training flow on real Feast, GX, scikit-learn, MLflow and a Prefect test server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from flows.settings import Settings
+from flows.training_flow import TrainingOutcome, TrainingParameters, train_churn_model
+from tests.support import END_OF_DATA, seed_workspace, snapshot, use_workspace
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
+
+
+@pytest.fixture(scope="module")
+def trained(
+    tmp_path_factory: pytest.TempPathFactory, prefect_server: None
+) -> Iterator[tuple[Settings, TrainingOutcome, TrainingOutcome]]:
+    """A workspace where v1 became champion and v2 was trained against it."""
+    with pytest.MonkeyPatch.context() as patch:
+        settings = use_workspace(patch, tmp_path_factory.mktemp("trained") / "workspace")
+        seed_workspace(settings)
+        first = train_churn_model(
+            TrainingParameters(as_of=END_OF_DATA - timedelta(days=7), reason="test-first")
+        )
+        second = train_churn_model(TrainingParameters(reason="test-second"))
+        yield settings, first, second
+
+
+def test_first_model_becomes_champion_on_absolute_gates(trained: Any) -> None:
+    settings, first, _ = trained
+    assert first.status == "champion"
+    assert first.previous_champion is None
+    assert "no champion yet" in json.dumps(_gates(settings, first.run_id))
+
+
+def test_second_model_faces_the_champion_and_moves_the_alias(trained: Any) -> None:
+    settings, first, second = trained
+    assert second.status == "champion", second.gate_summary
+    assert second.previous_champion == first.version
+    assert snapshot(settings)["aliases"] == {"champion": second.version}
+    gates = {row["gate"] for row in _gates(settings, second.run_id)["results"]}
+    assert {"roc_auc", "log_loss", "calibration_error", "champion_comparison"} <= gates
+    assert any(name.startswith("slice.") for name in gates)
+
+
+def _gates(settings: Settings, run_id: str) -> dict[str, Any]:
+    import mlflow
+
+    return dict(mlflow.artifacts.load_dict(f"runs:/{run_id}/gates.json"))
+
+
+def test_champion_run_carries_params_metrics_plots_dataset_model_and_lineage(trained: Any) -> None:
+    from mlflow import MlflowClient
+
+    settings, _, second = trained
+    client = MlflowClient(settings.tracking_uri)
+    run = client.get_run(second.run_id)
+    for prefix in ("train_", "holdout_", "champion_holdout_"):
+        assert f"{prefix}roc_auc" in run.data.metrics
+    for cost in ("cost_wall_seconds", "cost_cpu_seconds", "cost_peak_memory_mb"):
+        assert run.data.metrics[cost] > 0
+    assert {"max_iter", "learning_rate", "seed", "window_start", "window_end"} <= set(
+        run.data.params
+    )
+    for tag in (
+        "code_commit",
+        "code_dirty",
+        "lock_digest",
+        "feature_service",
+        "feature_service_digest",
+        "training_set_digest",
+        "suite_digest",
+        "seed",
+    ):
+        assert run.data.tags[f"lineage.{tag}"], tag
+    assert len(run.data.tags["lineage.lock_digest"]) == 64
+    artifacts = {a.path for a in client.list_artifacts(second.run_id, "plots")}
+    assert artifacts == {
+        f"plots/{n}.png"
+        for n in ("roc_curve", "calibration", "confusion_matrix", "feature_importance")
+    }
+    (dataset,) = run.inputs.dataset_inputs
+    assert dataset.dataset.digest == run.data.tags["lineage.training_set_digest"][:36]
+
+    lineage = _load(settings, second.run_id, "lineage.json")
+    assert lineage["feature_service"] == settings.features.feature_service
+    assert lineage["training_set_rows"] > 0
+
+
+def _load(settings: Settings, run_id: str, path: str) -> Any:
+    import mlflow
+
+    return mlflow.artifacts.load_dict(f"runs:/{run_id}/{path}")
+
+
+def test_model_is_skops_with_pinned_requirements_signature_and_example(trained: Any) -> None:
+    import mlflow
+    from mlflow.models import Model, get_model_info
+
+    settings, _, _ = trained
+    uri = f"models:/{settings.mlflow.model_name}@champion"
+    info = get_model_info(uri)
+    assert info.signature is not None
+    assert info.saved_input_example_info is not None
+    flavor = info.flavors["sklearn"]
+    assert flavor["serialization_format"] == "skops"
+    requirements = Path(mlflow.artifacts.download_artifacts(f"{uri}/requirements.txt"))
+    lines = [line for line in requirements.read_text().splitlines() if line]
+    assert {line.split("==")[0] for line in lines} >= {"scikit-learn", "skops", "mlflow"}
+    assert all("==" in line for line in lines), lines
+    model = mlflow.sklearn.load_model(uri)
+    example = pd.DataFrame(
+        Model.load(uri).load_input_example(mlflow.artifacts.download_artifacts(uri))
+    )
+    scores = model.predict_proba(example)[:, 1]
+    assert ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_gate_failure_registers_a_rejected_version_and_keeps_the_champion(
+    trained: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, _, second = trained
+    before = snapshot(settings)
+    monkeypatch.setenv("MLOPS_GATES__MIN_ROC_AUC", "0.999")
+    outcome = train_churn_model(TrainingParameters(reason="test-gate-failure"))
+    after = snapshot(settings)
+    assert outcome.status == "rejected"
+    assert "roc_auc" in outcome.gate_summary
+    assert after["aliases"] == before["aliases"] == {"champion": second.version}
+    assert after["versions"][outcome.version]["status"] == "rejected"
+    assert {v: after["versions"][v] for v in before["versions"]} == before["versions"]
+    assert after["feast_registry"] == before["feast_registry"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -266,9 +265,11 @@ def server(
         f"Prefect UI on http://{host}:{port}; `mlops train` and `mlops demo` now use it.\n"
         f"Elsewhere: export PREFECT_API_URL=http://{host}:{port}/api"
     )
-    prefect = Path(sys.executable).with_name("prefect")
-    command = [str(prefect), "server", "start", "--host", host, "--port", str(port)]
-    raise typer.Exit(subprocess.call(command, env=environment))
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    # Become the server process, so Ctrl-C and a supervisor's signals reach it directly.
+    os.execve(  # noqa: S606 - fixed argv, no shell
+        prefect, [prefect, "server", "start", "--host", host, "--port", str(port)], environment
+    )
 
 
 if __name__ == "__main__":

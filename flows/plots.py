@@ -115,8 +115,11 @@ def permutation_importances(
     seed: int,
     max_rows: int = 2000,
     repeats: int = 3,
+    threads: int = 1,
 ) -> pd.Series:
     """Mean drop in ROC AUC when each column is shuffled, on a seeded sample of rows."""
+    from threadpoolctl import threadpool_limits
+
     labels = checked_labels(y_true)
     if len(features) != labels.size:
         raise ValueError(
@@ -126,13 +129,14 @@ def permutation_importances(
     if labels.size > max_rows:
         rows = np.sort(np.random.default_rng(seed).choice(labels.size, max_rows, replace=False))
     sample = checked_labels(labels[rows])  # a sample with one class only has no ROC AUC
-    result = permutation_importance(
-        model,
-        features.iloc[rows],
-        sample,
-        scoring="roc_auc",
-        n_repeats=repeats,
-        random_state=seed,
-    )
+    with threadpool_limits(limits=threads):  # many small predicts: threads only contend
+        result = permutation_importance(
+            model,
+            features.iloc[rows],
+            sample,
+            scoring="roc_auc",
+            n_repeats=repeats,
+            random_state=seed,
+        )
     importances = pd.Series(result.importances_mean, index=features.columns, name="importance")
     return importances.sort_values(ascending=False)

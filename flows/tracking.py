@@ -102,7 +102,9 @@ def log_training_run(experiment_id: str, record: RunRecord) -> LoggedRun:
     """Log params, metrics, plots, dataset, lineage documents, drift reference and the model."""
     import mlflow
     from mlflow.data.pandas_dataset import from_pandas
-    from mlflow.data.sources import LocalArtifactDatasetSource
+    from mlflow.data.sources import (  # type: ignore[attr-defined]  # made at import time
+        LocalArtifactDatasetSource,
+    )
     from mlflow.models import infer_signature
 
     with mlflow.start_run(experiment_id=experiment_id, run_name=record.run_name) as run:

@@ -231,7 +231,11 @@ def log_and_register(
     report = evaluation.report
     y_holdout = split.holdout[keys.label].to_numpy()
     importances = plots.permutation_importances(
-        model, split.holdout[columns], y_holdout, seed=model_parameters.seed
+        model,
+        split.holdout[columns],
+        y_holdout,
+        seed=model_parameters.seed,
+        threads=model_parameters.threads,
     )
     record = tracking.RunRecord(
         run_name=f"train-{training_set.window_end:%Y%m%d}-{parameters.reason}",

@@ -6,17 +6,19 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from flows.settings import Settings
-from tests.support import use_workspace
+from tests.support import END_OF_DATA, seed_workspace, use_workspace
 
 # Before any library is imported: Prefect reads its home and settings at import time.
 _SESSION_FOLDER = Path(tempfile.mkdtemp(prefix="mlops-tests-"))
 for _name, _value in Settings(home=_SESSION_FOLDER / "workspace").library_environment().items():
     os.environ[_name] = _value
 os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = str(_SESSION_FOLDER / "hypothesis")
 Path(os.environ["PREFECT_HOME"]).mkdir(parents=True)
 
 
@@ -40,3 +42,30 @@ def prefect_server() -> Iterator[None]:
 def workspace(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
     """Settings of an empty workspace in the test's temporary folder."""
     return use_workspace(monkeypatch, tmp_path / "workspace")
+
+
+@pytest.fixture(scope="session")
+def champion_home(
+    tmp_path_factory: pytest.TempPathFactory, prefect_server: None
+) -> tuple[Path, Any, Any]:
+    """A workspace where v1 became champion and v2, trained a week later, faced it."""
+    from datetime import timedelta
+
+    from flows.training_flow import TrainingParameters, train_churn_model
+
+    home = tmp_path_factory.mktemp("champion") / "workspace"
+    with pytest.MonkeyPatch.context() as patch:
+        seed_workspace(use_workspace(patch, home))
+        first = train_churn_model(
+            TrainingParameters(as_of=END_OF_DATA - timedelta(days=7), reason="test-first")
+        )
+        second = train_churn_model(TrainingParameters(reason="test-second"))
+    return home, first, second
+
+
+@pytest.fixture
+def champion_workspace(
+    monkeypatch: pytest.MonkeyPatch, champion_home: tuple[Path, Any, Any]
+) -> Settings:
+    """Settings pointing at the shared champion workspace for this test."""
+    return use_workspace(monkeypatch, champion_home[0])

@@ -63,3 +63,22 @@ def snapshot(settings: Settings) -> dict[str, Any]:
         "feast_registry": _digest(feast / "registry.db"),
         "online_store": _digest(feast / "online_store.db"),
     }
+
+
+def wait_for_event(name: str, since: datetime, timeout: float = 30.0) -> list[Any]:
+    """Events of that name the Prefect API has stored since `since`, polled until one arrives."""
+    import time
+
+    from prefect import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
+
+    query = EventFilter(
+        event=EventNameFilter(name=[name]), occurred=EventOccurredFilter(since=since)
+    )
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            found = client.read_events(filter=query, limit=50).events
+            if found or time.monotonic() > deadline:
+                return list(found)
+            time.sleep(0.5)

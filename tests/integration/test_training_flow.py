@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,24 +11,17 @@ import pytest
 
 from flows.settings import Settings
 from flows.training_flow import TrainingOutcome, TrainingParameters, train_churn_model
-from tests.support import END_OF_DATA, seed_workspace, snapshot, use_workspace
+from tests.support import snapshot
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def trained(
-    tmp_path_factory: pytest.TempPathFactory, prefect_server: None
-) -> Iterator[tuple[Settings, TrainingOutcome, TrainingOutcome]]:
-    """A workspace where v1 became champion and v2 was trained against it."""
-    with pytest.MonkeyPatch.context() as patch:
-        settings = use_workspace(patch, tmp_path_factory.mktemp("trained") / "workspace")
-        seed_workspace(settings)
-        first = train_churn_model(
-            TrainingParameters(as_of=END_OF_DATA - timedelta(days=7), reason="test-first")
-        )
-        second = train_churn_model(TrainingParameters(reason="test-second"))
-        yield settings, first, second
+    champion_workspace: Settings, champion_home: tuple[Path, TrainingOutcome, TrainingOutcome]
+) -> tuple[Settings, TrainingOutcome, TrainingOutcome]:
+    """The shared workspace where v1 became champion and v2 was trained against it."""
+    return champion_workspace, champion_home[1], champion_home[2]
 
 
 def test_first_model_becomes_champion_on_absolute_gates(trained: Any) -> None:

@@ -1,0 +1,154 @@
+"""Every bad input ends with one clear message and leaves registry and stores as they were."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from flows import events
+from flows.features import FeatureRepoError, LabelsError
+from flows.settings import Settings
+from flows.simulate import Corruption, SimulationSpec, simulate
+from flows.tracking import TrackingStoreError
+from flows.training_flow import TrainingParameters, train_churn_model
+from flows.validation import DataValidationError
+from flows.workspace import Workspace, WorkspaceError
+from tests.support import SMALL, snapshot, wait_for_event
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
+
+
+@pytest.fixture
+def unchanged(champion_workspace: Settings) -> Iterator[Settings]:
+    """Assert after the test that aliases, versions, Feast registry and online store are intact."""
+    before = snapshot(champion_workspace)
+    yield champion_workspace
+    assert snapshot(champion_workspace) == before
+
+
+def _train() -> None:
+    train_churn_model(TrainingParameters(reason="test-bad-input"))
+
+
+def test_missing_feature_repository(unchanged: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLOPS_FEATURES__REPO_PATH", "/nowhere/features")
+    with pytest.raises(FeatureRepoError, match=r"No Feast repository at /nowhere/features"):
+        _train()
+
+
+def test_unknown_feature_service(unchanged: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLOPS_FEATURES__FEATURE_SERVICE", "churn_model_v9")
+    with pytest.raises(FeatureRepoError, match=r"'churn_model_v9'.*known: churn_model_v1"):
+        _train()
+
+
+def _labels_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, labels: pd.DataFrame) -> None:
+    path = tmp_path / "labels.parquet"
+    labels.to_parquet(path, index=False)
+    monkeypatch.setenv("MLOPS_FEATURES__LABELS_PATH", str(path))
+
+
+def test_empty_label_set(
+    unchanged: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    empty = simulate(SimulationSpec(customers=5, days=28)).labels.iloc[:0]
+    _labels_file(monkeypatch, tmp_path, empty)
+    with pytest.raises(LabelsError, match=r"has no rows"):
+        _train()
+
+
+def test_labels_without_features(
+    unchanged: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    stamp = pd.Timestamp("2026-06-29 06:00", tz="UTC")
+    strangers = pd.DataFrame(
+        {
+            "customer_id": [99_000_001, 99_000_002],
+            "event_timestamp": [stamp, stamp],
+            "churned": [0, 1],
+        }
+    )
+    _labels_file(monkeypatch, tmp_path, strangers)
+    with pytest.raises(LabelsError, match=r"2 of 2 label rows have no 'customer_\w+' features"):
+        _train()
+
+
+def test_missing_label_column(
+    unchanged: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    labels = simulate(SimulationSpec(customers=5, days=28)).labels.drop(columns="churned")
+    _labels_file(monkeypatch, tmp_path, labels)
+    with pytest.raises(LabelsError, match=r"lacks column\(s\) churned"):
+        _train()
+
+
+@pytest.fixture
+def corrupted_sources(unchanged: Settings) -> Iterator[Workspace]:
+    """Let a test write broken sources; put the clean ones back afterwards."""
+    workspace = Workspace(unchanged.home_resolved)
+    yield workspace
+    simulate(SMALL).write(workspace.data)
+
+
+@pytest.mark.parametrize(
+    ("corruption", "failed_expectation"),
+    [
+        (Corruption.NULLS, "expect_column_values_to_not_be_null"),
+        (Corruption.OUT_OF_RANGE, "expect_column_min_to_be_between"),
+        (Corruption.DUPLICATED_KEYS, "expect_compound_columns_to_be_unique"),
+    ],
+)
+def test_broken_data_fails_validation_reports_and_emits_data_invalid(
+    corrupted_sources: Workspace, corruption: Corruption, failed_expectation: str
+) -> None:
+    started = datetime.now(UTC)
+    simulate(SimulationSpec(**{**vars(SMALL), "corruptions": (corruption,)})).write(
+        corrupted_sources.data
+    )
+    with pytest.raises(DataValidationError, match=failed_expectation) as raised:
+        _train()
+    assert not raised.value.result.success
+    reports = list(corrupted_sources.reports.glob("validation-*.json"))
+    assert any(report.stat().st_mtime >= started.timestamp() for report in reports)
+    (event, *_) = wait_for_event(events.DATA_INVALID, since=started)
+    assert event.resource.id == "mlops.model.churn"
+    assert any(failed_expectation in failure for failure in event.payload["failed"])
+
+
+def test_renamed_source_column_is_named_before_retrieval(corrupted_sources: Workspace) -> None:
+    spec = SimulationSpec(**{**vars(SMALL), "corruptions": (Corruption.RENAMED_COLUMN,)})
+    simulate(spec).write(corrupted_sources.data)
+    with pytest.raises(FeatureRepoError, match=r"customer_activity.parquet.*lacks.*sessions_7d"):
+        _train()
+
+
+def test_unwritable_workspace(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("MLOPS_HOME", str(blocker / "workspace"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    with pytest.raises(WorkspaceError, match=r"is not writable.*MLOPS_HOME"):
+        _train()
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_unreachable_tracking_server_fails_fast(
+    unchanged: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLOPS_MLFLOW__TRACKING_URI", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    started = time.monotonic()
+    with pytest.raises(TrackingStoreError, match=r"is not reachable"):
+        _train()
+    assert time.monotonic() - started < 15

@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from flows.scenarios import Scenario
 from flows.settings import Settings
@@ -33,11 +34,14 @@ EXIT_REJECTED = 3
 
 def _settings() -> Settings:
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     try:
         settings = Settings()
-    except ValidationError as error:
-        console.print(f"[red]error:[/] invalid MLOPS_* setting:\n{error}")
+    except (ValidationError, SettingsError) as error:
+        # A value that is not JSON fails while decoding (SettingsError), before validation.
+        detail = error.__cause__ if isinstance(error, SettingsError) and error.__cause__ else ""
+        console.print(f"[red]error:[/] invalid MLOPS_* setting:\n{escape(str(error))} {detail}")
         raise typer.Exit(EXIT_FAILED) from None
     from flows import runtime
 
@@ -72,7 +76,7 @@ def _run(step: str, action: Callable[[], T]) -> T:
             result = action()
     except Exception as error:
         if isinstance(error, _expected_errors()):
-            console.print(f"[red]error[/] in {step}: {error}")
+            console.print(f"[red]error[/] in {step}: {escape(str(error))}")
             raise typer.Exit(EXIT_FAILED) from None
         raise
     console.print(f"[green]done[/] {step} ({time.perf_counter() - started:.1f} s)")

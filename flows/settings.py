@@ -6,10 +6,11 @@ import os
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "MLOPS_"
 
 
 class PromotionPolicy(StrEnum):
@@ -19,7 +20,13 @@ class PromotionPolicy(StrEnum):
     MANUAL = "manual"
 
 
-class FeatureSettings(BaseModel):
+class Group(BaseModel):
+    """A settings group: an unknown key is a typo, not something to ignore."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class FeatureSettings(Group):
     """Where the Feast repository is and which FeatureService is the model's contract."""
 
     repo_path: Path = Field(
@@ -42,7 +49,7 @@ class FeatureSettings(BaseModel):
     )
 
 
-class ExpectationSettings(BaseModel):
+class ExpectationSettings(Group):
     """Great Expectations suites kept as reviewable JSON files."""
 
     folder: Path = Field(
@@ -57,7 +64,7 @@ class ExpectationSettings(BaseModel):
     )
 
 
-class MlflowSettings(BaseModel):
+class MlflowSettings(Group):
     """MLflow tracking and registry."""
 
     tracking_uri: str | None = Field(
@@ -74,7 +81,7 @@ class MlflowSettings(BaseModel):
     )
 
 
-class TrainingSettings(BaseModel):
+class TrainingSettings(Group):
     """Defaults of a training run; each can be overridden per run by a flow parameter."""
 
     seed: int = Field(default=42, description="Seed of every random source in training.")
@@ -94,7 +101,7 @@ class TrainingSettings(BaseModel):
     min_samples_leaf: int = Field(default=40, description="Minimum rows in a leaf.")
 
 
-class GateSettings(BaseModel):
+class GateSettings(Group):
     """Thresholds a candidate must meet before it may serve."""
 
     min_roc_auc: float = Field(default=0.70, description="Lowest holdout ROC AUC accepted.")
@@ -120,7 +127,7 @@ class GateSettings(BaseModel):
     )
 
 
-class PrefectSettings(BaseModel):
+class PrefectSettings(Group):
     """How local runs reach a Prefect API."""
 
     api_url: str | None = Field(
@@ -139,7 +146,7 @@ class Settings(BaseSettings):
     """Root settings; environment variables use the prefix MLOPS_ and `__` between groups."""
 
     model_config = SettingsConfigDict(
-        env_prefix="MLOPS_", env_nested_delimiter="__", extra="forbid"
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
     )
 
     home: Path = Field(
@@ -156,6 +163,22 @@ class Settings(BaseSettings):
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     gates: GateSettings = Field(default_factory=GateSettings)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
+
+    @model_validator(mode="after")
+    def _reject_unknown_variables(self) -> Settings:
+        # pydantic-settings ignores MLOPS_* variables that match no field: a typo would
+        # silently leave a gate or the promotion policy at its default.
+        unknown = sorted(
+            name
+            for name in os.environ
+            if name.upper().startswith(ENV_PREFIX) and name.upper() not in known_variables()
+        )
+        if unknown:
+            raise ValueError(
+                f"unknown setting(s) {', '.join(unknown)}: no such field. The settings are "
+                "listed in flows/settings.py and the README."
+            )
+        return self
 
     @property
     def home_resolved(self) -> Path:
@@ -204,3 +227,14 @@ class Settings(BaseSettings):
         # The workspace and tracking store are ours to decide, not a stale shell's.
         os.environ["MLOPS_HOME"] = str(self.home_resolved)
         os.environ["MLFLOW_TRACKING_URI"] = self.tracking_uri
+
+
+def known_variables() -> set[str]:
+    """Every environment variable name the settings read (upper case)."""
+    names = set()
+    for name, field in Settings.model_fields.items():
+        names.add(f"{ENV_PREFIX}{name}".upper())
+        group = field.annotation
+        if isinstance(group, type) and issubclass(group, Group):
+            names |= {f"{ENV_PREFIX}{name}__{sub}".upper() for sub in group.model_fields}
+    return names

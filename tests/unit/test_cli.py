@@ -1,0 +1,154 @@
+"""Unit tests of the `mlops` command in-process, and of how little importing it costs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.settings import PROJECT_ROOT, Settings
+
+SIMULATE = ["simulate", "--customers", "50", "--days", "28", "--end", "2026-06-30"]
+HEAVY_LIBRARIES = ["pandas", "feast", "mlflow", "prefect", "great_expectations", "sklearn"]
+
+
+def flat(text: str) -> str:
+    """Output without whitespace: rich wraps long paths at the console width."""
+    return "".join(text.split())
+
+
+def unset(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Remove a variable for one test; monkeypatch.delenv alone records nothing when it is
+    absent, so a value the code under test sets later would outlive the test."""
+    monkeypatch.setenv(name, "")
+    monkeypatch.delenv(name)
+
+
+def environment() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if name != "PYTEST_CURRENT_TEST"}
+
+
+@pytest.fixture(autouse=True)
+def environment_is_restored() -> Iterator[None]:
+    """Set up before and torn down after monkeypatch: the CLI's writes must all be undone."""
+    before = environment()
+    yield
+    assert environment() == before
+
+
+@pytest.fixture
+def home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """MLOPS_HOME in a temporary folder; every variable the CLI may write is restored after."""
+    home = tmp_path / "workspace"
+    for name in [n for n in os.environ if n.startswith("MLOPS_")]:
+        unset(monkeypatch, name)
+    for name, value in Settings(home=home).library_environment().items():
+        monkeypatch.setenv(name, value)
+    unset(monkeypatch, "PREFECT_API_URL")
+    # No probe of a local `mlops server`: these commands never reach the Prefect API.
+    monkeypatch.setenv("MLOPS_PREFECT__API_URL", "http://127.0.0.1:9/api")
+    return home
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def test_help_lists_the_commands(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0, result.output
+    for command in ("simulate", "features", "train", "demo", "server"):
+        assert command in result.output
+
+
+def test_simulate_writes_the_sources_and_prints_their_paths(runner: CliRunner, home: Path) -> None:
+    result = runner.invoke(app, SIMULATE)
+
+    assert result.exit_code == 0, result.output
+    data = home.resolve() / "data"
+    for name in ("customer_profile", "customer_activity", "labels"):
+        path = data / f"{name}.parquet"
+        assert path.is_file()
+        assert str(path) in flat(result.output)
+    labels = pd.read_parquet(data / "labels.parquet")
+    assert len(labels) == 50 * 3  # labels on days 7, 14 and 21
+    assert labels["event_timestamp"].max() <= pd.Timestamp("2026-06-30 23:59", tz="UTC")
+    assert "150 label rows" in result.output
+
+
+def test_an_unknown_scenario_is_a_usage_error(runner: CliRunner, home: Path) -> None:
+    result = runner.invoke(app, [*SIMULATE, "--scenario", "nonsense"])
+
+    assert result.exit_code == 2
+    assert "nonsense" in result.output
+    assert not (home / "data").exists()
+
+
+def test_an_invalid_setting_exits_1_with_a_clear_message(
+    runner: CliRunner, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLOPS_GATES__MIN_ROC_AUC", "abc")
+
+    result = runner.invoke(app, SIMULATE)
+
+    assert result.exit_code == 1
+    assert "invalid MLOPS_* setting" in result.output
+    assert "gates.min_roc_auc" in result.output
+    assert not home.exists()
+
+
+def test_an_invalid_setting_message_shows_the_rejected_value(
+    runner: CliRunner, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLOPS_GATES__MIN_ROC_AUC", "abc")
+    result = runner.invoke(app, SIMULATE)
+    assert "input_value='abc'" in result.output
+
+
+def test_a_setting_that_is_not_json_exits_1_with_a_clear_message(
+    runner: CliRunner, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLOPS_GATES__SLICE_COLUMNS", "plan,region")
+    result = runner.invoke(app, SIMULATE)
+    assert result.exit_code == 1
+    assert "invalid MLOPS_* setting" in result.output
+
+
+def test_a_home_below_a_regular_file_exits_1_saying_not_writable(
+    runner: CliRunner, home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "file.txt").write_text("not a folder")
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "file.txt" / "workspace"))
+
+    result = runner.invoke(app, SIMULATE)
+
+    assert result.exit_code == 1
+    assert "notwritable" in flat(result.output)
+    assert "MLOPS_HOME" in result.output
+
+
+def test_importing_the_cli_imports_no_heavy_library() -> None:
+    # What keeps `mlops --help` under a second: the libraries load inside the commands.
+    script = (
+        "import json, sys\n"
+        "import flows.cli\n"
+        f"print(json.dumps([m for m in {HEAVY_LIBRARIES!r} if m in sys.modules]))\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert json.loads(completed.stdout) == []

@@ -1,0 +1,234 @@
+"""Unit tests of the settings object: defaults, MLOPS_* variables, derived paths, library env."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ValidationError
+from pydantic_settings import SettingsError
+
+from flows.settings import PROJECT_ROOT, PromotionPolicy, Settings
+
+TELEMETRY_OFF = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "GX_ANALYTICS_ENABLED": "false",
+    "FEAST_USAGE": "False",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+}
+
+
+def environment() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if name != "PYTEST_CURRENT_TEST"}
+
+
+@pytest.fixture(autouse=True)
+def environment_is_restored() -> Iterator[None]:
+    """Set up before and torn down after monkeypatch: export's writes must all be undone."""
+    before = environment()
+    yield
+    assert environment() == before
+
+
+def unset(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Remove a variable for one test; monkeypatch.delenv alone records nothing when it is
+    absent, so a value the code under test sets later would outlive the test."""
+    monkeypatch.setenv(name, "")
+    monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No MLOPS_* variable and no library variable set (the session's conftest sets some)."""
+    library_names = Settings(home=Path("/unused")).library_environment()
+    for name in [*os.environ, *library_names]:
+        if name.startswith("MLOPS_") or name in library_names:
+            unset(monkeypatch, name)
+    return monkeypatch
+
+
+def attribute(settings: Settings, dotted: str) -> Any:
+    value: Any = settings
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+@pytest.mark.parametrize(
+    ("dotted", "expected"),
+    [
+        ("home", PROJECT_ROOT / ".mlops"),
+        ("promotion_policy", PromotionPolicy.AUTO),
+        ("features.repo_path", PROJECT_ROOT / "features"),
+        ("features.feature_service", "churn_model_v1"),
+        ("features.labels_path", None),
+        ("expectations.folder", PROJECT_ROOT / "expectations"),
+        ("mlflow.tracking_uri", None),
+        ("mlflow.model_name", "churn"),
+        ("training.seed", 42),
+        ("training.threads", 1),
+        ("training.holdout_days", 21),
+        ("gates.min_roc_auc", 0.70),
+        ("gates.slice_columns", ("plan", "region")),
+        ("prefect.api_url", None),
+        ("prefect.server_host", "127.0.0.1"),
+        ("prefect.server_port", 4200),
+    ],
+)
+def test_defaults(clean_environment: pytest.MonkeyPatch, dotted: str, expected: Any) -> None:
+    assert attribute(Settings(), dotted) == expected
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "dotted", "expected"),
+    [
+        ("MLOPS_GATES__MIN_ROC_AUC", "0.8", "gates.min_roc_auc", 0.8),
+        ("MLOPS_PROMOTION_POLICY", "manual", "promotion_policy", PromotionPolicy.MANUAL),
+        ("MLOPS_HOME", "/srv/mlops", "home", Path("/srv/mlops")),
+        ("MLOPS_TRAINING__THREADS", "4", "training.threads", 4),
+        ("MLOPS_PREFECT__SERVER_PORT", "4321", "prefect.server_port", 4321),
+        ("MLOPS_FEATURES__FEATURE_SERVICE", "churn_v2", "features.feature_service", "churn_v2"),
+        ("MLOPS_GATES__SLICE_COLUMNS", '["plan"]', "gates.slice_columns", ("plan",)),
+    ],
+)
+def test_environment_variables_override_defaults(
+    clean_environment: pytest.MonkeyPatch, variable: str, value: str, dotted: str, expected: Any
+) -> None:
+    clean_environment.setenv(variable, value)
+    assert attribute(Settings(), dotted) == expected
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("MLOPS_GATES__MIN_ROC_AUC", "abc"),
+        ("MLOPS_PROMOTION_POLICY", "sometimes"),
+        ("MLOPS_TRAINING__THREADS", "0"),
+        ("MLOPS_PREFECT__SERVER_PORT", "port"),
+        ("MLOPS_GATES__SLICE_COLUMNS", '[1, "plan"]'),
+    ],
+)
+def test_invalid_values_raise(
+    clean_environment: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    clean_environment.setenv(variable, value)
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"), [("MLOPS_GATES__SLICE_COLUMNS", "plan,region"), ("MLOPS_GATES", "{")]
+)
+def test_values_that_are_not_json_raise_a_settings_error(
+    clean_environment: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    # Not a ValidationError: pydantic-settings fails while decoding, before validation.
+    clean_environment.setenv(variable, value)
+    with pytest.raises(SettingsError, match="gates"):
+        Settings()
+
+
+def test_unknown_keyword_raises(clean_environment: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValidationError, match="promotion_polcy"):
+        Settings(promotion_polcy="manual")  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("variable", ["MLOPS_GATES__MIN_ROC_AUCC", "MLOPS_PROMOTION_POLICYY"])
+def test_mistyped_variable_raises(clean_environment: pytest.MonkeyPatch, variable: str) -> None:
+    clean_environment.setenv(variable, "0.99")
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_tracking_uri_is_sqlite_inside_the_workspace(
+    clean_environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    settings = Settings(home=tmp_path / "workspace")
+    assert settings.tracking_uri.startswith("sqlite:///")
+    database = Path(settings.tracking_uri.removeprefix("sqlite:///"))
+    assert database.is_absolute()
+    assert database.is_relative_to(settings.home_resolved)
+
+
+def test_tracking_uri_follows_a_relative_home(
+    clean_environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    clean_environment.chdir(tmp_path)
+    clean_environment.setenv("MLOPS_HOME", "relative")
+    settings = Settings()
+    assert settings.home_resolved == tmp_path.resolve() / "relative"
+    assert settings.tracking_uri == f"sqlite:///{tmp_path.resolve() / 'relative/mlflow/mlflow.db'}"
+
+
+def test_tracking_uri_from_the_environment_wins(
+    clean_environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    clean_environment.setenv("MLOPS_MLFLOW__TRACKING_URI", "http://127.0.0.1:5000")
+    assert Settings(home=tmp_path).tracking_uri == "http://127.0.0.1:5000"
+
+
+def test_labels_path_defaults_to_the_workspace_and_can_be_set(
+    clean_environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    home = tmp_path / "workspace"
+    assert Settings(home=home).labels_path == home.resolve() / "data" / "labels.parquet"
+    clean_environment.setenv("MLOPS_FEATURES__LABELS_PATH", str(tmp_path / "mine.parquet"))
+    assert Settings(home=home).labels_path == tmp_path / "mine.parquet"
+
+
+def test_library_environment_turns_telemetry_off(tmp_path: Path) -> None:
+    environment = Settings(home=tmp_path).library_environment()
+    assert {name: environment[name] for name in TELEMETRY_OFF} == TELEMETRY_OFF
+
+
+@pytest.mark.parametrize("name", ["PREFECT_HOME", "MPLCONFIGDIR", "MLOPS_HOME"])
+def test_library_side_files_stay_in_the_workspace(tmp_path: Path, name: str) -> None:
+    settings = Settings(home=tmp_path / "workspace")
+    folder = Path(settings.library_environment()[name])
+    assert folder.is_relative_to(settings.home_resolved)
+
+
+def test_export_keeps_user_values_but_sets_home_and_tracking_uri(
+    clean_environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    clean_environment.setenv("PREFECT_HOME", "/user/prefect")
+    clean_environment.setenv("MLOPS_HOME", "/stale/workspace")
+    clean_environment.setenv("MLFLOW_TRACKING_URI", "sqlite:////stale/mlflow.db")
+    settings = Settings(home=tmp_path / "workspace")
+
+    settings.export_library_environment()
+
+    assert os.environ["PREFECT_HOME"] == "/user/prefect"
+    assert os.environ["MLOPS_HOME"] == str(settings.home_resolved)
+    assert os.environ["MLFLOW_TRACKING_URI"] == settings.tracking_uri
+    unset_before = set(settings.library_environment()) - {
+        "PREFECT_HOME",
+        "MLOPS_HOME",
+        "MLFLOW_TRACKING_URI",
+    }
+    for name in unset_before:
+        assert os.environ[name] == settings.library_environment()[name]
+
+
+def described_fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str | None]]:
+    """Every leaf field with its description; a nested group is described by its docstring."""
+    found: list[tuple[str, str | None]] = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            found.append((f"{prefix}{name}", annotation.__doc__))
+            found.extend(described_fields(annotation, f"{prefix}{name}."))
+        else:
+            found.append((f"{prefix}{name}", field.description))
+    return found
+
+
+def test_every_setting_is_described() -> None:
+    fields = described_fields(Settings)
+    assert len(fields) > 40  # the walk reached the groups
+    undescribed = [name for name, description in fields if not (description or "").strip()]
+    assert undescribed == []

@@ -1,0 +1,153 @@
+"""Unit tests of the time split, the fitted pipeline and its skops trust list, on inline frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import skops.io
+from sklearn.pipeline import Pipeline
+
+from flows.features import TrainingSetKeys
+from flows.training import (
+    SKOPS_TRUSTED_TYPES,
+    ModelParameters,
+    TrainingDataError,
+    feature_columns,
+    fit_model,
+    predict_scores,
+    split_by_time,
+)
+
+KEYS = TrainingSetKeys(entity_key="customer_id", timestamp="event_timestamp", label="churned")
+FEATURES = ["plan", "region", "tenure_months", "monthly_charge", "sessions_7d"]
+PARAMETERS = ModelParameters(
+    max_iter=20, learning_rate=0.1, max_leaf_nodes=8, min_samples_leaf=10, seed=3
+)
+FIRST_LABEL = pd.Timestamp("2026-04-07 06:00", tz="UTC")
+
+
+def training_frame(rows: int = 300, seed: int = 11, label_days: int = 84) -> pd.DataFrame:
+    """Weekly labels at 06:00 over `label_days`, text and number features, churn from both."""
+    rng = np.random.default_rng(seed)
+    plan = rng.choice(["basic", "standard", "premium"], rows)
+    sessions = rng.poisson(3.0, rows)
+    logit = -0.5 + 1.2 * (plan == "basic") - 0.4 * sessions
+    week = rng.integers(0, label_days // 7, rows)
+    return pd.DataFrame(
+        {
+            "customer_id": np.arange(1000, 1000 + rows, dtype="int64"),
+            "event_timestamp": FIRST_LABEL + pd.to_timedelta(week * 7, unit="D"),
+            "churned": (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype("int64"),
+            "plan": plan,
+            "region": rng.choice(["north", "south"], rows),
+            "tenure_months": rng.integers(0, 120, rows).astype("int64"),
+            "monthly_charge": rng.normal(55.0, 15.0, rows),
+            "sessions_7d": sessions.astype("int64"),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return training_frame()
+
+
+@pytest.fixture(scope="module")
+def model(frame: pd.DataFrame) -> Pipeline:
+    return fit_model(frame, KEYS, PARAMETERS)
+
+
+@pytest.mark.parametrize("holdout_days", [1, 7, 14, 21, 28, 77])
+def test_split_keeps_training_rows_before_the_holdout_and_loses_none(
+    frame: pd.DataFrame, holdout_days: int
+) -> None:
+    split = split_by_time(frame, KEYS, holdout_days)
+
+    assert split.train[KEYS.timestamp].max() < split.holdout[KEYS.timestamp].min()
+    assert split.train[KEYS.timestamp].max() <= split.cutoff < split.holdout[KEYS.timestamp].min()
+    assert len(split.train) + len(split.holdout) == len(frame)
+    rejoined = pd.concat([split.train, split.holdout]).sort_values(KEYS.entity_key)
+    pd.testing.assert_frame_equal(
+        rejoined.reset_index(drop=True),
+        frame.sort_values(KEYS.entity_key).reset_index(drop=True),
+    )
+
+
+@pytest.mark.parametrize(("holdout_days", "holdout_label_dates"), [(1, 1), (7, 1), (8, 2), (21, 3)])
+def test_holdout_covers_the_last_days_of_label_time(
+    frame: pd.DataFrame, holdout_days: int, holdout_label_dates: int
+) -> None:
+    split = split_by_time(frame, KEYS, holdout_days)
+    assert split.holdout[KEYS.timestamp].nunique() == holdout_label_dates
+    assert split.cutoff == frame[KEYS.timestamp].max() - pd.Timedelta(days=holdout_days)
+
+
+@pytest.mark.parametrize(
+    ("one_class_part", "message"),
+    [("training", "The training part"), ("holdout", "The holdout part")],
+)
+def test_split_names_the_part_that_has_one_class(
+    frame: pd.DataFrame, one_class_part: str, message: str
+) -> None:
+    cutoff = frame[KEYS.timestamp].max() - pd.Timedelta(days=7)
+    in_part = frame[KEYS.timestamp] <= cutoff
+    if one_class_part == "holdout":
+        in_part = ~in_part
+    one_class = frame.assign(churned=np.where(in_part, 0, frame[KEYS.label]))
+
+    with pytest.raises(TrainingDataError, match=message):
+        split_by_time(one_class, KEYS, holdout_days=7)
+
+
+def test_split_of_a_window_shorter_than_the_holdout_names_the_empty_training_part(
+    frame: pd.DataFrame,
+) -> None:
+    with pytest.raises(TrainingDataError, match=r"The training part \(0 rows"):
+        split_by_time(frame, KEYS, holdout_days=365)
+
+
+def test_feature_columns_are_all_but_key_timestamp_and_label(frame: pd.DataFrame) -> None:
+    assert feature_columns(frame, KEYS) == FEATURES
+
+
+def test_feature_columns_keep_the_frame_order() -> None:
+    frame = pd.DataFrame(columns=["b", "churned", "a", "customer_id", "event_timestamp", "c"])
+    assert feature_columns(frame, KEYS) == ["b", "a", "c"]
+
+
+def test_predict_scores_names_the_missing_columns(model: Pipeline, frame: pd.DataFrame) -> None:
+    without = frame.drop(columns=["plan", "sessions_7d"])
+    with pytest.raises(TrainingDataError, match=r"plan, sessions_7d"):
+        predict_scores(model, without, FEATURES)
+
+
+def test_predict_scores_are_probabilities(model: Pipeline, frame: pd.DataFrame) -> None:
+    scores = predict_scores(model, frame, FEATURES)
+    assert scores.shape == (len(frame),)
+    assert scores.dtype == np.float64
+    assert ((scores >= 0.0) & (scores <= 1.0)).all()
+
+
+def test_model_reads_every_feature_column(model: Pipeline) -> None:
+    assert list(model.feature_names_in_) == FEATURES
+
+
+def test_declared_skops_trusted_types_match_the_saved_model(model: Pipeline) -> None:
+    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    assert sorted(untrusted) == sorted(SKOPS_TRUSTED_TYPES)
+
+
+def test_saved_model_loads_with_the_declared_types_and_scores_the_same(
+    model: Pipeline, frame: pd.DataFrame
+) -> None:
+    loaded = skops.io.loads(skops.io.dumps(model), trusted=SKOPS_TRUSTED_TYPES)
+    np.testing.assert_array_equal(
+        predict_scores(loaded, frame, FEATURES), predict_scores(model, frame, FEATURES)
+    )
+
+
+def test_fitting_twice_with_the_same_seed_gives_identical_scores(frame: pd.DataFrame) -> None:
+    first = predict_scores(fit_model(frame, KEYS, PARAMETERS), frame, FEATURES)
+    second = predict_scores(fit_model(frame, KEYS, PARAMETERS), frame, FEATURES)
+    np.testing.assert_array_equal(first, second)

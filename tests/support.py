@@ -14,6 +14,13 @@ from flows.simulate import SimulatedData, SimulationSpec, simulate
 from flows.workspace import Workspace
 
 
+def unset(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Remove a variable for one test; monkeypatch.delenv alone records nothing when it is
+    absent, so a value the code under test sets later would outlive the test."""
+    monkeypatch.setenv(name, "")
+    monkeypatch.delenv(name)
+
+
 def use_workspace(monkeypatch: pytest.MonkeyPatch, home: Path) -> Settings:
     """Point every setting and library at a fresh workspace folder."""
     monkeypatch.setenv("MLOPS_HOME", str(home))

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +14,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.settings import PROJECT_ROOT, Settings
+from tests.support import unset
 
 SIMULATE = ["simulate", "--customers", "50", "--days", "28", "--end", "2026-06-30"]
 HEAVY_LIBRARIES = ["pandas", "feast", "mlflow", "prefect", "great_expectations", "sklearn"]
@@ -23,25 +23,6 @@ HEAVY_LIBRARIES = ["pandas", "feast", "mlflow", "prefect", "great_expectations",
 def flat(text: str) -> str:
     """Output without whitespace: rich wraps long paths at the console width."""
     return "".join(text.split())
-
-
-def unset(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
-    """Remove a variable for one test; monkeypatch.delenv alone records nothing when it is
-    absent, so a value the code under test sets later would outlive the test."""
-    monkeypatch.setenv(name, "")
-    monkeypatch.delenv(name)
-
-
-def environment() -> dict[str, str]:
-    return {name: value for name, value in os.environ.items() if name != "PYTEST_CURRENT_TEST"}
-
-
-@pytest.fixture(autouse=True)
-def environment_is_restored() -> Iterator[None]:
-    """Set up before and torn down after monkeypatch: the CLI's writes must all be undone."""
-    before = environment()
-    yield
-    assert environment() == before
 
 
 @pytest.fixture

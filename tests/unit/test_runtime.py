@@ -13,6 +13,7 @@ import pytest
 
 from flows import runtime
 from flows.settings import Settings
+from tests.support import unset
 
 
 class HealthHandler(BaseHTTPRequestHandler):
@@ -29,25 +30,6 @@ class HealthHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # keep test output clean
-
-
-def unset(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
-    """Remove a variable for one test; monkeypatch.delenv alone records nothing when it is
-    absent, so a value the code under test sets later would outlive the test."""
-    monkeypatch.setenv(name, "")
-    monkeypatch.delenv(name)
-
-
-def environment() -> dict[str, str]:
-    return {name: value for name, value in os.environ.items() if name != "PYTEST_CURRENT_TEST"}
-
-
-@pytest.fixture(autouse=True)
-def environment_is_restored() -> Iterator[None]:
-    """Set up before and torn down after monkeypatch: prepare's writes must all be undone."""
-    before = environment()
-    yield
-    assert environment() == before
 
 
 @pytest.fixture

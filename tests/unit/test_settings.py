@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_settings import SettingsError
 
 from flows.settings import PROJECT_ROOT, PromotionPolicy, Settings
+from tests.support import unset
 
 TELEMETRY_OFF = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -20,25 +20,6 @@ TELEMETRY_OFF = {
     "FEAST_USAGE": "False",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
 }
-
-
-def environment() -> dict[str, str]:
-    return {name: value for name, value in os.environ.items() if name != "PYTEST_CURRENT_TEST"}
-
-
-@pytest.fixture(autouse=True)
-def environment_is_restored() -> Iterator[None]:
-    """Set up before and torn down after monkeypatch: export's writes must all be undone."""
-    before = environment()
-    yield
-    assert environment() == before
-
-
-def unset(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
-    """Remove a variable for one test; monkeypatch.delenv alone records nothing when it is
-    absent, so a value the code under test sets later would outlive the test."""
-    monkeypatch.setenv(name, "")
-    monkeypatch.delenv(name)
 
 
 @pytest.fixture

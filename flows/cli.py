@@ -32,7 +32,8 @@ EXIT_FAILED = 1
 EXIT_REJECTED = 3
 
 
-def _settings() -> Settings:
+def _settings(runs_flows: bool = False) -> Settings:
+    """Settings from the environment, the workspace ready, the Prefect API chosen."""
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
@@ -45,13 +46,16 @@ def _settings() -> Settings:
         raise typer.Exit(EXIT_FAILED) from None
     from flows import runtime
 
-    _run("prepare workspace", lambda: runtime.prepare(settings))
+    api = _run("prepare workspace", lambda: runtime.prepare(settings))
+    if runs_flows:
+        console.print(f"  flow runs go to {api}")
     return settings
 
 
 def _expected_errors() -> tuple[type[Exception], ...]:
     """Failures with a message written for the user: shown without a traceback."""
     from flows.features import FeatureRepoError, LabelsError
+    from flows.simulate import SimulationSpecError
     from flows.tracking import TrackingStoreError
     from flows.training import TrainingDataError
     from flows.validation import DataValidationError
@@ -64,7 +68,7 @@ def _expected_errors() -> tuple[type[Exception], ...]:
         TrackingStoreError,
         TrainingDataError,
         WorkspaceError,
-        ValueError,
+        SimulationSpecError,
     )
 
 
@@ -85,11 +89,13 @@ def _run(step: str, action: Callable[[], T]) -> T:
 
 @contextmanager
 def _quiet_feast() -> Iterator[None]:
-    # Feast prints progress bars and changes warning filters at import: keep the CLI readable.
+    """Mute Feast's notice that on-demand views are experimental, shown on every apply."""
     import warnings
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        import feast  # noqa: F401 - its import puts its own filters in front: import it first
+
+        warnings.filterwarnings("ignore", "On demand feature view", RuntimeWarning)
         yield
 
 
@@ -112,13 +118,16 @@ def simulate(
     from flows.workspace import Workspace
 
     settings = _settings()
-    spec = SimulationSpec(
-        customers=customers,
-        days=days,
-        end=(end or datetime.now(UTC)).date(),
-        scenario=scenario,
-        drift_start_day=drift_start_day,
-        seed=seed,
+    spec = _run(
+        "check simulation",
+        lambda: SimulationSpec(
+            customers=customers,
+            days=days,
+            end=(end or datetime.now(UTC)).date(),
+            scenario=scenario,
+            drift_start_day=drift_start_day,
+            seed=seed,
+        ),
     )
     workspace = Workspace(settings.home_resolved)
     data = _run(f"simulate {scenario.value}", lambda: generate(spec))
@@ -177,7 +186,7 @@ def train(
     reason: Annotated[str, typer.Option(help="Why this run, logged with it.")] = "manual",
 ) -> None:
     """Run the training flow: features, checks, fit, gates, registry."""
-    settings = _settings()
+    settings = _settings(runs_flows=True)
     outcome = _train(
         settings,
         {
@@ -192,9 +201,6 @@ def train(
 
 
 def _train(settings: Settings, parameters: dict[str, Any]) -> Any:
-    from flows import runtime
-
-    console.print(f"  using {runtime.prepare(settings)}")
     with _quiet_feast():
         from flows.training_flow import TrainingParameters, train_churn_model
 
@@ -204,13 +210,14 @@ def _train(settings: Settings, parameters: dict[str, Any]) -> Any:
         )
 
 
-def _report_outcome(settings: Settings, outcome: Any) -> None:
+def _report_outcome(settings: Settings, outcome: Any, exit_if_rejected: bool = True) -> None:
     console.print(f"  model {settings.mlflow.model_name} v{outcome.version}: {outcome.status}")
     console.print(f"  gates: {outcome.gate_summary}")
     if outcome.status == "rejected":
         champion = outcome.previous_champion or "none"
         console.print(f"[yellow]rejected[/]: the champion is unchanged (v{champion}).")
-        raise typer.Exit(EXIT_REJECTED)
+        if exit_if_rejected:
+            raise typer.Exit(EXIT_REJECTED)
 
 
 @app.command()
@@ -221,7 +228,7 @@ def demo(
     """Simulate, apply, materialize, train twice (the second run faces a champion)."""
     from datetime import timedelta
 
-    settings = _settings()
+    settings = _settings(runs_flows=True)
     simulate(
         customers=customers,
         days=days,
@@ -237,13 +244,12 @@ def demo(
     first = _train(settings, {"as_of": today - timedelta(days=7), "reason": "demo-baseline"})
     _report_outcome(settings, first)
     second = _train(settings, {"as_of": today, "reason": "demo-weekly-retrain"})
-    console.print(f"  model {settings.mlflow.model_name} v{second.version}: {second.status}")
-    console.print(f"  gates: {second.gate_summary}")
-    home = settings.home_resolved
+    _report_outcome(settings, second, exit_if_rejected=False)  # a rejection is a result too
+    mlflow = Path(sys.executable).with_name("mlflow")
     console.print(
         "\n[bold]Where to look[/]\n"
-        f"  workspace      {home}\n"
-        f"  MLflow UI      mlflow ui --backend-store-uri {settings.tracking_uri} "
+        f"  workspace      {settings.home_resolved}\n"
+        f"  MLflow UI      {mlflow} ui --backend-store-uri {settings.tracking_uri} "
         "--host 127.0.0.1 --port 5000\n"
         "  Prefect UI     mlops server   (then re-run `mlops demo` or `mlops train`)\n"
         f"  registry       model '{settings.mlflow.model_name}', alias 'champion'"

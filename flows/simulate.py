@@ -21,6 +21,10 @@ ACTIVITY_FILE = "customer_activity.parquet"
 LABELS_FILE = "labels.parquet"
 
 
+class SimulationSpecError(ValueError):
+    """A simulation cannot be made as specified."""
+
+
 @dataclass(frozen=True)
 class SimulationSpec:
     """Size, time span and scenario of one simulated data set."""
@@ -37,12 +41,12 @@ class SimulationSpec:
 
     def __post_init__(self) -> None:
         if self.customers < 1 or self.days < 2 * self.label_every_days:
-            raise ValueError(
+            raise SimulationSpecError(
                 f"need at least 1 customer and {2 * self.label_every_days} days, "
                 f"got customers={self.customers}, days={self.days}"
             )
         if self.label_every_days % self.activity_every_days:
-            raise ValueError(
+            raise SimulationSpecError(
                 "label_every_days must be a multiple of activity_every_days so that every "
                 f"label has a same-day feature snapshot (got {self.label_every_days} and "
                 f"{self.activity_every_days})"

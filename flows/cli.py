@@ -190,7 +190,7 @@ def train(
     outcome = _train(
         settings,
         {
-            "as_of": as_of.replace(tzinfo=UTC) if as_of and not as_of.tzinfo else as_of,
+            "as_of": as_of,
             "window_days": window_days,
             "holdout_days": holdout_days,
             "seed": seed,

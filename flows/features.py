@@ -181,6 +181,8 @@ def read_labels(path: Path, keys: TrainingSetKeys) -> pd.DataFrame:
             f"Label file {path} lacks column(s) {', '.join(missing)} (found: "
             f"{', '.join(labels.columns)})."
         )
+    if labels.empty:
+        raise LabelsError(f"The label file {path} has no rows.")
     labels[keys.timestamp] = pd.to_datetime(labels[keys.timestamp], utc=True)
     return labels
 

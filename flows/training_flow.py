@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 from prefect.states import Completed
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from flows import events, features, lineage, plots, registry, tracking, training
 from flows.evaluation import GateReport, GateResult, compute_metrics, evaluate_gates
@@ -35,6 +35,12 @@ class TrainingParameters(BaseModel):
     max_iter: int | None = Field(default=None, ge=1, description="Boosting iterations.")
     learning_rate: float | None = Field(default=None, gt=0, le=1, description="Learning rate.")
     reason: str = Field(default="manual", description="Why this run: manual, schedule, drift.")
+
+    @field_validator("as_of")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # A form or a command line gives a naive time: read it as UTC, as the labels are.
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 @dataclass(frozen=True)
@@ -86,8 +92,6 @@ def build_training_set(settings: Settings, parameters: TrainingParameters) -> Tr
     service = features.get_feature_service(store, settings.features.feature_service)
     features.check_sources(store, service)
     labels = features.read_labels(settings.labels_path, keys)
-    if labels.empty:
-        raise features.LabelsError(f"The label file {settings.labels_path} has no rows.")
     end = parameters.as_of or labels[keys.timestamp].max().to_pydatetime()
     start = end - timedelta(days=parameters.window_days or settings.training.window_days)
     window = features.select_window(labels, keys, start, end)
@@ -193,26 +197,13 @@ def evaluate_candidate(
     )
 
 
-@task(cache_policy=NO_CACHE)
-def log_and_register(
-    settings: Settings,
-    experiment_id: str,
+def _lineage(
     training_set: TrainingSet,
-    split: training.TimeSplit,
-    model: Any,
-    evaluation: Evaluation,
     validation: ValidationResult,
     model_parameters: training.ModelParameters,
-    parameters: TrainingParameters,
-    meter: lineage.ResourceMeter,
-) -> TrainingOutcome:
-    """Log the MLflow run, register the version, tag gates and lineage, move aliases."""
-    from mlflow import MlflowClient
-
-    keys = _keys(settings)
-    columns = training.feature_columns(training_set.frame, keys)
+) -> lineage.Lineage:
     code = lineage.code_version()
-    bundle = lineage.Lineage(
+    return lineage.Lineage(
         code_commit=code.commit,
         code_dirty=code.dirty,
         lock_digest=lineage.file_digest(lineage.LOCK_FILE),
@@ -228,15 +219,52 @@ def log_and_register(
         seed=model_parameters.seed,
         parameters=asdict(model_parameters),
     )
-    report = evaluation.report
-    y_holdout = split.holdout[keys.label].to_numpy()
+
+
+def _figures(
+    model: Any,
+    holdout: pd.DataFrame,
+    columns: list[str],
+    y_holdout: np.ndarray,
+    evaluation: Evaluation,
+    model_parameters: training.ModelParameters,
+) -> dict[str, Any]:
+    scores = evaluation.holdout_scores
     importances = plots.permutation_importances(
         model,
-        split.holdout[columns],
+        holdout[columns],
         y_holdout,
         seed=model_parameters.seed,
         threads=model_parameters.threads,
     )
+    return {
+        "plots/roc_curve.png": plots.roc_curve_figure(
+            y_holdout, scores, evaluation.champion_scores
+        ),
+        "plots/calibration.png": plots.calibration_figure(y_holdout, scores),
+        "plots/confusion_matrix.png": plots.confusion_matrix_figure(y_holdout, scores),
+        "plots/feature_importance.png": plots.feature_importance_figure(importances),
+    }
+
+
+@task(cache_policy=NO_CACHE)
+def log_run(
+    settings: Settings,
+    experiment_id: str,
+    training_set: TrainingSet,
+    split: training.TimeSplit,
+    model: Any,
+    evaluation: Evaluation,
+    validation: ValidationResult,
+    model_parameters: training.ModelParameters,
+    parameters: TrainingParameters,
+    meter: lineage.ResourceMeter,
+) -> tuple[tracking.LoggedRun, lineage.Lineage]:
+    """One MLflow run: parameters, metrics, plots, dataset, lineage, reference, model."""
+    keys = _keys(settings)
+    columns = training.feature_columns(training_set.frame, keys)
+    bundle = _lineage(training_set, validation, model_parameters)
+    y_holdout = split.holdout[keys.label].to_numpy()
     record = tracking.RunRecord(
         run_name=f"train-{training_set.window_end:%Y%m%d}-{parameters.reason}",
         tags={
@@ -257,19 +285,13 @@ def log_and_register(
             **{f"gate_{k}": v for k, v in settings.gates.model_dump().items()},
         },
         metrics={**evaluation.metrics, **meter.read()},
-        figures={
-            "plots/roc_curve.png": plots.roc_curve_figure(
-                y_holdout, evaluation.holdout_scores, evaluation.champion_scores
-            ),
-            "plots/calibration.png": plots.calibration_figure(y_holdout, evaluation.holdout_scores),
-            "plots/confusion_matrix.png": plots.confusion_matrix_figure(
-                y_holdout, evaluation.holdout_scores
-            ),
-            "plots/feature_importance.png": plots.feature_importance_figure(importances),
-        },
+        figures=_figures(model, split.holdout, columns, y_holdout, evaluation, model_parameters),
         documents={
             "lineage.json": bundle.to_dict(),
-            "gates.json": {"passed": report.passed, "results": report.to_rows()},
+            "gates.json": {
+                "passed": evaluation.report.passed,
+                "results": evaluation.report.to_rows(),
+            },
             "validation.json": validation.to_dict(),
         },
         training_set=training_set.frame,
@@ -280,9 +302,18 @@ def log_and_register(
         features=columns,
         seed=model_parameters.seed,
     )
-    logged = tracking.log_training_run(experiment_id, record)
-    client = MlflowClient()
-    name = settings.mlflow.model_name
+    return tracking.log_training_run(experiment_id, record), bundle
+
+
+@task(cache_policy=NO_CACHE)
+def register_candidate(
+    settings: Settings, logged: tracking.LoggedRun, bundle: lineage.Lineage, evaluation: Evaluation
+) -> TrainingOutcome:
+    """Register the version with lineage and gate tags; move `challenger`, and `champion` if
+    the policy is auto."""
+    from mlflow import MlflowClient
+
+    client, name, report = MlflowClient(), settings.mlflow.model_name, evaluation.report
     registered = registry.register_version(
         client, name, logged.model_uri, logged.run_id, {**bundle.to_tags(), **report.to_tags()}
     )
@@ -337,7 +368,7 @@ def train_churn_model(parameters: TrainingParameters | None = None) -> Any:
     create_table_artifact(
         key="gate-results", table=evaluation.report.to_rows(), description="Evaluation gates"
     )
-    outcome = log_and_register(
+    logged, bundle = log_run(
         settings,
         experiment_id,
         training_set,
@@ -349,6 +380,7 @@ def train_churn_model(parameters: TrainingParameters | None = None) -> Any:
         parameters,
         meter,
     )
+    outcome = register_candidate(settings, logged, bundle, evaluation)
     message = f"v{outcome.version} {outcome.status}: {outcome.gate_summary}"
     print(message)
     if outcome.status == "rejected":

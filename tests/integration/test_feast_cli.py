@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +30,7 @@ def _feast(home: Path, *arguments: str) -> str:
         check=False,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    return completed.stdout
+    return re.sub(r"\x1b\[[0-9;]*m", "", completed.stdout)  # Feast colours its output
 
 
 def test_feast_apply_and_materialize_incremental_from_the_folder(tmp_path: Path) -> None:

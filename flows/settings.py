@@ -6,7 +6,7 @@ import os
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -127,6 +127,54 @@ class GateSettings(Group):
     )
 
 
+class ServingSettings(Group):
+    """The online scoring service (`mlops serve`)."""
+
+    host: str = Field(default="127.0.0.1", description="Address the service binds.")
+    port: int = Field(default=8000, description="Port the service binds.")
+    reload_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of the admin endpoints; empty means one is generated at start "
+        "and written to `serving/reload-token` (mode 0600) in the workspace.",
+    )
+    max_batch_size: int = Field(default=100, ge=1, description="Most entity ids in one request.")
+    alias_poll_seconds: float = Field(
+        default=10.0, gt=0, description="How often the service checks whether `champion` moved."
+    )
+    request_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Timeout of the flows' calls to the service."
+    )
+
+
+class MonitoringSettings(Group):
+    """Drift checks: fixed statistical tests, so verdicts do not change with sample size."""
+
+    window_days: int = Field(default=7, ge=1, description="Days of recent data compared.")
+    min_rows: int = Field(
+        default=500, ge=1, description="Fewer current rows than this is 'not enough data'."
+    )
+    sample_rows: int = Field(
+        default=50_000, ge=100, description="Seeded cap on rows per side, so millions stay fast."
+    )
+    numerical_method: str = Field(default="ks", description="Evidently test for numbers.")
+    numerical_threshold: float = Field(
+        default=0.01, description="p-value below which a numerical column drifted."
+    )
+    categorical_method: str = Field(default="chisquare", description="Test for categories.")
+    categorical_threshold: float = Field(
+        default=0.01, description="p-value below which a categorical column drifted."
+    )
+    drift_share: float = Field(
+        default=0.3, gt=0, le=1, description="Share of drifted columns that is dataset drift."
+    )
+    max_roc_auc_drop: float = Field(
+        default=0.05,
+        description="Drop of ROC AUC on labelled recent data, against the champion's holdout, "
+        "that counts as drift (performance decay).",
+    )
+    seed: int = Field(default=42, description="Seed of the row sampling.")
+
+
 class PrefectSettings(Group):
     """How local runs reach a Prefect API."""
 
@@ -163,6 +211,8 @@ class Settings(BaseSettings):
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     gates: GateSettings = Field(default_factory=GateSettings)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
 
     @model_validator(mode="after")
     def _reject_unknown_variables(self) -> Settings:

@@ -38,12 +38,28 @@ class Workspace:
         return self.root / "reports"
 
     @property
+    def predictions(self) -> Path:
+        return self.root / "predictions"
+
+    @property
+    def serving(self) -> Path:
+        return self.root / "serving"
+
+    @property
     def prefect(self) -> Path:
         return self.root / "prefect"
 
     def ensure(self) -> Workspace:
         """Create the folders and prove they are writable, or say what to do."""
-        folders = (self.data, self.mlflow_artifacts, self.feast, self.reports, self.prefect)
+        folders = (
+            self.data,
+            self.mlflow_artifacts,
+            self.feast,
+            self.reports,
+            self.prefect,
+            self.predictions,
+            self.serving,
+        )
         try:
             for folder in folders:
                 folder.mkdir(parents=True, exist_ok=True)

@@ -282,5 +282,39 @@ def server(
     )
 
 
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default from settings).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default from settings).")] = None,
+) -> None:
+    """Serve the champion over HTTP, scoring customers from the Feast online store."""
+    from flows import registry, serving
+    from flows.service_contract import HEALTH, PREDICT, RELOAD, token_path
+
+    settings = _settings()
+    chosen = {"host": host, "port": port}
+    serving_settings = settings.serving.model_copy(
+        update={name: value for name, value in chosen.items() if value is not None}
+    )
+    settings = settings.model_copy(update={"serving": serving_settings})
+    try:
+        version = serving.champion_to_serve(settings)
+    except registry.NoChampionError as error:
+        console.print(f"[red]error:[/] {escape(str(error))}")
+        raise typer.Exit(EXIT_FAILED) from None
+    url = f"http://{serving_settings.host}:{serving_settings.port}"
+    token = (
+        "MLOPS_SERVING__RELOAD_TOKEN"
+        if serving_settings.reload_token is not None
+        else f"{token_path(settings)} (made at start if missing)"
+    )
+    console.print(
+        f"Serving {settings.mlflow.model_name} v{version} on {url}: POST {PREDICT}, GET {HEALTH}\n"
+        f"  POST {RELOAD} needs `Authorization: Bearer <token>`; token: {token}"
+    )
+    with _quiet_feast():
+        serving.serve(settings)
+
+
 if __name__ == "__main__":
     app()

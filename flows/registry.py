@@ -15,6 +15,10 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 
 
+class NoChampionError(Exception):
+    """No registered version carries the `champion` alias."""
+
+
 @dataclass(frozen=True)
 class Champion:
     """The version that serves, and its loaded model."""
@@ -43,16 +47,45 @@ def champion_version(client: MlflowClient, name: str) -> str | None:
     return aliases(client, name).get(CHAMPION)
 
 
-def load_champion(client: MlflowClient, name: str) -> Champion | None:
-    """Load the champion model (skops, trusted types only), or None before the first one."""
+def require_champion(client: MlflowClient, name: str, tracking_uri: str) -> str:
+    """The champion's version, or an error that says how to get one."""
+    version = champion_version(client, name)
+    if version is None:
+        raise NoChampionError(
+            f"Registered model '{name}' in {tracking_uri} has no `{CHAMPION}` version. Train "
+            "one first (`mlops train`), or approve a challenger."
+        )
+    return version
+
+
+def load_version(tracking_uri: str, name: str, version: str) -> Pipeline:
+    """Load one registered version (skops: trusted types only) from the store named, whatever
+    MLflow's process-wide tracking URI says (a worker runs flows of many workspaces)."""
+    import tempfile
+
+    import mlflow.artifacts
     import mlflow.sklearn
 
+    with tempfile.TemporaryDirectory(prefix="mlops-model-") as folder:
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}/{version}",
+            dst_path=folder,
+            tracking_uri=tracking_uri,
+            registry_uri=tracking_uri,
+        )
+        return mlflow.sklearn.load_model(path)
+
+
+def load_champion(tracking_uri: str, name: str) -> Champion | None:
+    """The champion model, pinned to the version read, or None before the first one."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
     version = champion_version(client, name)
     if version is None:
         return None
-    model_version = client.get_model_version(name, version)
-    model = mlflow.sklearn.load_model(f"models:/{name}@{CHAMPION}")
-    return Champion(version=version, run_id=str(model_version.run_id), model=model)
+    run_id = str(client.get_model_version(name, version).run_id)
+    return Champion(version=version, run_id=run_id, model=load_version(tracking_uri, name, version))
 
 
 def register_version(

@@ -24,6 +24,7 @@ PREDICTION_LOG_GLOB = "predictions-*.jsonl"
 class PredictRequest(BaseModel):
     """Entity ids to score; the batch size limit comes from settings."""
 
+    # No min_length here: the service answers an empty list with its own, clearer message.
     customer_ids: list[StrictInt] = Field(description="Customer ids to score.")
 
 
@@ -67,8 +68,11 @@ def reload_token(settings: Settings, create: bool = False) -> str:
                 "MLOPS_SERVING__RELOAD_TOKEN."
             )
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(32))
+        # Written whole under another name, then renamed: a reader never sees half a token.
+        draft = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+        draft.touch(mode=0o600)
+        draft.write_text(secrets.token_urlsafe(32))
+        draft.replace(path)
     return path.read_text().strip()
 
 
@@ -83,13 +87,15 @@ class PredictionLog:
         """Write records (each with `scored_at`, ids, model version, features, score)."""
         if not records:
             return
+        self.folder.mkdir(parents=True, exist_ok=True)
         day = datetime.now(UTC).strftime("%Y-%m-%d")
         lines = "".join(json.dumps(record, default=str) + "\n" for record in records)
         with self._lock, (self.folder / f"predictions-{day}.jsonl").open("a") as log:
             log.write(lines)
 
     def read(self, since: datetime, until: datetime) -> list[dict[str, Any]]:
-        """Records scored in [since, until]."""
+        """Records scored in [since, until]; naive times are read as UTC."""
+        since, until = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (since, until))
         records: list[dict[str, Any]] = []
         for path in sorted(self.folder.glob(PREDICTION_LOG_GLOB)):
             for line in path.read_text().splitlines():

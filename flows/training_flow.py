@@ -157,8 +157,6 @@ def evaluate_candidate(
     seed: int,
 ) -> Evaluation:
     """Score train and holdout, score the champion on the same holdout, apply every gate."""
-    from mlflow import MlflowClient
-
     columns = training.feature_columns(split.holdout, keys)
     y_train = split.train[keys.label].to_numpy()
     y_holdout = split.holdout[keys.label].to_numpy()
@@ -168,7 +166,7 @@ def evaluate_candidate(
     train_scores = training.predict_scores(model, split.train, columns, threads)
     metrics |= {f"train_{k}": v for k, v in compute_metrics(y_train, train_scores).items()}
 
-    champion = registry.load_champion(MlflowClient(), settings.mlflow.model_name)
+    champion = registry.load_champion(settings.tracking_uri, settings.mlflow.model_name)
     champion_scores, blocked = None, None
     if champion is not None:
         needed = training.model_feature_names(champion.model)

@@ -23,10 +23,14 @@ Path(os.environ["PREFECT_HOME"]).mkdir(parents=True)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Import Feast before any test: at import it puts "once" warning filters in front of
-    pytest's "error", which would otherwise hold for the rest of the first test that imports it.
+    """Import the libraries with import-time side effects before any test runs.
+
+    Feast puts "once" warning filters in front of pytest's "error", which would otherwise hold
+    for the rest of the first test that imports it; scikit-learn sets KMP_* variables, which
+    the unit tests' environment guard would blame on the test.
     """
     import feast  # noqa: F401
+    import sklearn  # noqa: F401
 
 
 @pytest.fixture(scope="session")

@@ -42,9 +42,7 @@ def test_second_model_faces_the_champion_and_moves_the_alias(trained: Any) -> No
 
 
 def _gates(settings: Settings, run_id: str) -> dict[str, Any]:
-    import mlflow
-
-    return dict(mlflow.artifacts.load_dict(f"runs:/{run_id}/gates.json"))
+    return dict(_load(settings, run_id, "gates.json"))
 
 
 def test_champion_run_carries_params_metrics_plots_dataset_model_and_lineage(trained: Any) -> None:
@@ -86,30 +84,35 @@ def test_champion_run_carries_params_metrics_plots_dataset_model_and_lineage(tra
 
 
 def _load(settings: Settings, run_id: str, path: str) -> Any:
-    import mlflow
+    from mlflow import MlflowClient
 
-    return mlflow.artifacts.load_dict(f"runs:/{run_id}/{path}")
+    # This store, whatever MLflow's process-wide URI was left at by another test.
+    local = MlflowClient(settings.tracking_uri).download_artifacts(run_id, path)
+    return json.loads(Path(local).read_text())
 
 
 def test_model_is_skops_with_pinned_requirements_signature_and_example(trained: Any) -> None:
     import mlflow
-    from mlflow.models import Model, get_model_info
+    from mlflow.models import Model
 
     settings, _, _ = trained
-    uri = f"models:/{settings.mlflow.model_name}@champion"
-    info = get_model_info(uri)
+    uri = settings.tracking_uri
+    folder = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{settings.mlflow.model_name}@champion",
+            tracking_uri=uri,
+            registry_uri=uri,
+        )
+    )
+    info = Model.load(folder)
     assert info.signature is not None
     assert info.saved_input_example_info is not None
-    flavor = info.flavors["sklearn"]
-    assert flavor["serialization_format"] == "skops"
-    requirements = Path(mlflow.artifacts.download_artifacts(f"{uri}/requirements.txt"))
-    lines = [line for line in requirements.read_text().splitlines() if line]
+    assert info.flavors["sklearn"]["serialization_format"] == "skops"
+    lines = [line for line in (folder / "requirements.txt").read_text().splitlines() if line]
     assert {line.split("==")[0] for line in lines} >= {"scikit-learn", "skops", "mlflow"}
     assert all("==" in line for line in lines), lines
-    model = mlflow.sklearn.load_model(uri)
-    example = pd.DataFrame(
-        Model.load(uri).load_input_example(mlflow.artifacts.download_artifacts(uri))
-    )
+    model = mlflow.sklearn.load_model(str(folder))
+    example = pd.DataFrame(info.load_input_example(str(folder)))
     scores = model.predict_proba(example)[:, 1]
     assert ((scores >= 0) & (scores <= 1)).all()
 

@@ -15,11 +15,6 @@ from flows.validation import ValidationResult, load_suite, suite_digest, validat
 
 pytestmark = [
     pytest.mark.integration,
-    # great_expectations 1.24.1 imports the deprecated `sre_constants` and `sre_parse`
-    # (datasource/fluent/data_connector/file_path_data_connector.py) when first imported.
-    pytest.mark.filterwarnings(
-        "ignore:module 'sre_(constants|parse)' is deprecated:DeprecationWarning"
-    ),
 ]
 
 EXPECTATIONS = Path(__file__).resolve().parents[2] / "expectations"

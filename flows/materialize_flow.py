@@ -1,0 +1,23 @@
+"""Hourly materialization: the online store holds the latest feature values."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prefect import flow, get_run_logger
+
+from flows import features
+from flows.settings import Settings
+
+
+@flow(name="materialize-features")
+def materialize_features(end: datetime | None = None) -> str:
+    """Load feature values up to `end` (default now) into the online store."""
+    settings = Settings()
+    settings.export_library_environment()  # a worker starts here, not at the CLI
+    until = end or datetime.now(UTC)
+    until = until if until.tzinfo else until.replace(tzinfo=UTC)
+    store = features.open_store(settings.features.repo_path)
+    features.materialize(store, until)
+    get_run_logger().info("Online store loaded up to %s", until.isoformat())
+    return until.isoformat()

@@ -1,0 +1,107 @@
+"""Online scoring, the pure part: online feature rows -> model input -> prediction log records."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+
+# Feast keys the entity as INT64: a larger Python int cannot even be looked up.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A loaded model version and the columns it reads, swapped as one reference."""
+
+    name: str
+    version: str
+    model: Pipeline
+    feature_names: tuple[str, ...]
+
+
+class UnknownEntitiesError(Exception):
+    """Some requested ids have no features in the online store."""
+
+    def __init__(self, ids: list[int]) -> None:
+        self.ids = ids
+        shown = ", ".join(str(i) for i in ids[:20]) + (" ..." if len(ids) > 20 else "")
+        super().__init__(
+            f"No online features for customer id(s) {shown}: unknown customers, or the online "
+            "store is not materialized for them (`mlops features materialize`)."
+        )
+
+
+class IncompatibleModelError(Exception):
+    """The model reads columns the feature service does not provide."""
+
+
+def out_of_range_ids(ids: Sequence[int]) -> list[int]:
+    """Ids that do not fit the entity's INT64 key."""
+    return [i for i in ids if not INT64_MIN <= i <= INT64_MAX]
+
+
+def check_model_columns(model: ServedModel, service_features: Sequence[str]) -> None:
+    """Refuse a model that needs a column the feature service does not serve."""
+    missing = sorted(set(model.feature_names) - set(service_features))
+    if missing:
+        raise IncompatibleModelError(
+            f"Model {model.name} v{model.version} reads {', '.join(missing)}, which the feature "
+            f"service does not provide (it serves: {', '.join(service_features)}). Serve the "
+            "feature service the model was trained with (MLOPS_FEATURES__FEATURE_SERVICE)."
+        )
+
+
+def model_input(
+    online: pd.DataFrame, entity_key: str, feature_names: Sequence[str]
+) -> pd.DataFrame:
+    """The online rows the model reads; an error naming ids whose every feature is null."""
+    names = list(feature_names)
+    empty = online[names].isna().all(axis=1)
+    if empty.any():
+        raise UnknownEntitiesError(sorted({int(i) for i in online.loc[empty, entity_key]}))
+    return online[[entity_key, *names]]
+
+
+def prediction_records(
+    frame: pd.DataFrame,
+    scores: np.ndarray,
+    model: ServedModel,
+    feature_service: str,
+    entity_key: str,
+    scored_at: datetime,
+) -> list[dict[str, Any]]:
+    """One log record per scored row, with the exact features the model saw."""
+    stamp = scored_at.isoformat()
+    feature_rows = frame[list(model.feature_names)].to_dict(orient="records")
+    return [
+        {
+            "scored_at": stamp,
+            "customer_id": int(entity),
+            "model_name": model.name,
+            "model_version": model.version,
+            "feature_service": feature_service,
+            "churn_probability": float(score),
+            "features": {name: _json_value(value) for name, value in features.items()},
+        }
+        for entity, score, features in zip(
+            frame[entity_key].tolist(), scores.tolist(), feature_rows, strict=True
+        )
+    ]
+
+
+def _json_value(value: Any) -> Any:
+    # JSON has no NaN, and numpy scalars would be written as strings by `default=str`.
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value

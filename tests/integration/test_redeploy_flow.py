@@ -1,0 +1,217 @@
+"""The redeploy flow against the real scoring service, registry, Feast stores and events.
+
+One workspace for the module, with data ending today (the flow materializes up to now, and
+features older than a view's TTL would be missing online) and two trained versions: v1, then v2
+as champion. Rollbacks move the alias, so each test starts from v2 as champion again.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows import events, registry
+from flows.redeploy_flow import (
+    RedeployFailedError,
+    RedeployParameterError,
+    RedeployParameters,
+    redeploy,
+)
+from flows.service_client import ServiceClient
+from flows.service_contract import reload_token
+from flows.settings import Settings
+from flows.simulate import SimulationSpec
+from tests.service_support import running_service
+from tests.support import SMALL, seed_workspace, snapshot, use_workspace, wait_for_event
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
+
+V1, V2 = "1", "2"
+
+
+@pytest.fixture(scope="module")
+def redeploy_home(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> Path:
+    """A workspace with fresh data where v1 was trained a week before v2, the champion."""
+    from flows.training_flow import TrainingParameters, train_churn_model
+
+    home = tmp_path_factory.mktemp("redeploy") / "workspace"
+    spec = SimulationSpec(**{**vars(SMALL), "end": datetime.now(UTC).date()})
+    with pytest.MonkeyPatch.context() as patch:
+        data = seed_workspace(use_workspace(patch, home), spec)
+        last_label = data.labels["event_timestamp"].max().to_pydatetime()
+        first = train_churn_model(
+            TrainingParameters(as_of=last_label - timedelta(days=7), reason="test-first")
+        )
+        second = train_churn_model(TrainingParameters(reason="test-second"))
+    assert (first.version, first.status) == (V1, "champion")
+    assert (second.version, second.status) == (V2, "champion"), second.gate_summary
+    return home
+
+
+@pytest.fixture
+def deployed(monkeypatch: pytest.MonkeyPatch, redeploy_home: Path) -> Settings:
+    """The module's workspace with v2 as champion, whatever an earlier test rolled back."""
+    from mlflow import MlflowClient
+
+    settings = use_workspace(monkeypatch, redeploy_home)
+    client = MlflowClient(settings.tracking_uri)
+    if registry.champion_version(client, settings.mlflow.model_name) != V2:
+        registry.promote(client, settings.mlflow.model_name, V2, "test-reset", "test set-up")
+    return settings
+
+
+@pytest.fixture
+def service(deployed: Settings) -> Iterator[str]:
+    """The real scoring service on a free loopback port, serving the workspace's champion."""
+    with running_service(deployed) as base_url:
+        yield base_url
+
+
+def _served_version(settings: Settings, base_url: str) -> str | None:
+    with ServiceClient(base_url, reload_token(settings), timeout=10) as client:
+        return client.health().model_version
+
+
+def _champion(settings: Settings) -> str | None:
+    from mlflow import MlflowClient
+
+    return registry.champion_version(
+        MlflowClient(settings.tracking_uri), settings.mlflow.model_name
+    )
+
+
+def _tags(settings: Settings, version: str) -> dict[str, str]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(settings.tracking_uri)
+    return dict(client.get_model_version(settings.mlflow.model_name, version).tags)
+
+
+def _rolled_back_event(since: datetime, version: str) -> Any:
+    """The rollback event of this test: the API may also hold earlier tests' events."""
+    for event in wait_for_event(events.MODEL_ROLLED_BACK, since=since):
+        if event.payload.get("version") == version:
+            return event
+    raise AssertionError(f"no {events.MODEL_ROLLED_BACK} event for v{version} since {since}")
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_redeploy_serves_the_champion_and_online_scores_match_offline(
+    deployed: Settings, service: str
+) -> None:
+    outcome = redeploy(RedeployParameters(version=V2, previous_version=V1, service_url=service))
+
+    assert outcome.version == V2
+    check = outcome.skew_check
+    assert check.passed, check.reason
+    assert (check.compared, check.mismatched) == (20, 0)
+    assert check.max_abs_difference is not None
+    assert check.max_abs_difference <= 1e-6
+    assert _served_version(deployed, service) == V2
+    assert _champion(deployed) == V2
+    assert _tags(deployed, V2)["status"] == "champion"
+
+
+def test_forced_smoke_failure_rolls_back_to_the_previous_champion(
+    deployed: Settings, service: str
+) -> None:
+    started = datetime.now(UTC)
+    parameters = RedeployParameters(
+        version=V2, previous_version=V1, service_url=service, force_smoke_failure=True
+    )
+    state = redeploy(parameters, return_state=True)
+
+    assert state.is_failed()
+    assert "force_smoke_failure=True" in str(state.message)
+    assert "champion moved back from v2 to v1" in str(state.message)
+    assert _champion(deployed) == V1
+    assert _served_version(deployed, service) == V1
+    failed, restored = _tags(deployed, V2), _tags(deployed, V1)
+    assert failed["status"] == "rolled_back"
+    assert "force_smoke_failure=True" in failed["status_reason"]
+    assert failed["rolled_back_by"].startswith("redeploy-rollback:")
+    assert restored["status"] == "champion"
+    assert restored["promoted_by"] == failed["rolled_back_by"]
+    event = _rolled_back_event(started, V2)
+    assert event.resource.id == "mlops.model.churn"
+    assert event.payload["restored_version"] == V1
+    assert "force_smoke_failure=True" in event.payload["reason"]
+
+
+def test_unreachable_service_rolls_back_and_reports_the_failed_reload(
+    deployed: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLOPS_SERVING__RELOAD_TOKEN", "test-token")
+    started = datetime.now(UTC)
+    url = f"http://127.0.0.1:{_closed_port()}"
+
+    with pytest.raises(RedeployFailedError, match=r"not reachable") as raised:
+        redeploy(RedeployParameters(version=V2, previous_version=V1, service_url=url))
+
+    message = str(raised.value)
+    assert url in message
+    assert "champion moved back from v2 to v1" in message
+    assert "the service could not be reloaded" in message
+    assert _champion(deployed) == V1
+    assert _tags(deployed, V2)["status"] == "rolled_back"
+    event = _rolled_back_event(started, V2)
+    assert event.payload["restored_version"] == V1
+    assert "not reachable" in event.payload["reason"]
+
+
+def test_without_a_previous_version_the_alias_stays_but_the_failure_is_told(
+    deployed: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLOPS_SERVING__RELOAD_TOKEN", "test-token")
+    started = datetime.now(UTC)
+    url = f"http://127.0.0.1:{_closed_port()}"
+
+    with pytest.raises(RedeployFailedError, match=r"no previous version to restore"):
+        redeploy(RedeployParameters(version=V2, service_url=url))
+
+    assert _champion(deployed) == V2
+    tags = _tags(deployed, V2)
+    assert tags["status"] == "champion"
+    assert "not reachable" in tags["redeploy_failure"]
+    event = _rolled_back_event(started, V2)
+    assert event.payload["restored_version"] is None
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        (
+            RedeployParameters(version=V1, previous_version=V2),
+            r"parameter `version`='1' is not the champion: the alias `champion` points at "
+            r"version 2",
+        ),
+        (
+            RedeployParameters(version=V2, previous_version="9"),
+            r"parameter `previous_version`='9' is not a version of model 'churn'",
+        ),
+        (
+            RedeployParameters(version=V2, previous_version=V2),
+            r"parameter `previous_version`='2' equals `version`",
+        ),
+    ],
+)
+def test_parameters_that_disagree_with_the_registry_stop_before_any_change(
+    deployed: Settings, parameters: RedeployParameters, message: str
+) -> None:
+    before = snapshot(deployed)
+    closed = parameters.model_copy(update={"service_url": f"http://127.0.0.1:{_closed_port()}"})
+
+    with pytest.raises(RedeployParameterError, match=message):
+        redeploy(closed)
+
+    assert snapshot(deployed) == before

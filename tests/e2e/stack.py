@@ -1,0 +1,114 @@
+"""A real Prefect server, worker and scoring service as subprocesses on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flows.settings import PROJECT_ROOT
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str, poll: float = 0.5) -> Any:
+    """Poll until `condition()` is truthy; its value, or an AssertionError naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(poll)
+
+
+@dataclass
+class Stack:
+    """Processes started for one test module; `stop()` ends every one of them."""
+
+    folder: Path
+    environment: dict[str, str]
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def api_url(self) -> str:
+        return self.environment["PREFECT_API_URL"]
+
+    def start(self, name: str, command: list[str], extra: dict[str, str] | None = None) -> None:
+        with (self.folder / f"{name}.log").open("wb") as log:  # the child keeps its own copy
+            self.processes[name] = subprocess.Popen(
+                command,
+                cwd=PROJECT_ROOT,
+                env=self.environment | (extra or {}),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group: children are stopped with it
+            )
+
+    def log(self, name: str) -> str:
+        return (self.folder / f"{name}.log").read_text(errors="replace")[-5000:]
+
+    def check_alive(self, name: str) -> None:
+        assert self.processes[name].poll() is None, f"{name} exited:\n{self.log(name)}"
+
+    def run(self, *command: str, extra: dict[str, str] | None = None) -> str:
+        completed = subprocess.run(
+            list(command),
+            cwd=PROJECT_ROOT,
+            env=self.environment | (extra or {}),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert completed.returncode == 0, completed.stdout + completed.stderr
+        return completed.stdout
+
+    def stop(self) -> None:
+        # SIGINT first: `prefect worker start` may hang on SIGTERM.
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGINT)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def base_environment(folder: Path, workspace: Path) -> dict[str, str]:
+    """The environment every process of the stack shares: its own homes, loopback only."""
+    port = free_port()
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLOPS_"))}
+    keep.pop("MLFLOW_TRACKING_URI", None)
+    return keep | {
+        "PREFECT_HOME": str(folder / "prefect-home"),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_WORKER_PREFETCH_SECONDS": "1",
+        "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+        "MLOPS_HOME": str(workspace),
+        "MLOPS_PROJECT_DIR": str(PROJECT_ROOT),
+        "MLOPS_SERVING__PORT": str(free_port()),
+        "MLOPS_SERVING__ALIAS_POLL_SECONDS": "1",
+    }

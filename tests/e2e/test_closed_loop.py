@@ -1,0 +1,203 @@
+"""The closed loop on a real `prefect server`, `prefect deploy --all`, a worker and real events.
+
+Baseline champion served -> concept drift -> monitoring emits `mlops.drift.detected` ->
+the trigger starts exactly one retraining run -> promotion -> `mlops.model.promoted` -> the
+redeploy run reloads the service -> the service serves the new version; a forced smoke failure
+rolls back.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from flows.service_contract import HEALTH
+from flows.simulate import Scenario, SimulationSpec, simulate
+from flows.workspace import Workspace
+from tests.e2e.stack import BIN, Stack, base_environment, wait_until
+
+pytestmark = pytest.mark.e2e
+
+DAYS, DRIFT_DAY = 112, 56  # eight weeks of the new regime: enough for a 42-day retrain
+TODAY = datetime.now(UTC).date()
+DRIFT_START = datetime.combine(
+    TODAY - timedelta(days=DAYS - 1 - DRIFT_DAY), datetime.min.time(), UTC
+)
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Server, pool, deployments and worker; a workspace with concept drift in the last month."""
+    folder = tmp_path_factory.mktemp("e2e")
+    workspace = folder / "workspace"
+    spec = SimulationSpec(
+        customers=1500,
+        days=DAYS,
+        end=TODAY,
+        scenario=Scenario.CONCEPT_DRIFT,
+        drift_start_day=DRIFT_DAY,
+    )
+    simulate(spec).write(Workspace(workspace).ensure().data)
+    stack = Stack(folder, base_environment(folder, workspace))
+    try:
+        stack.start("server", [str(BIN / "prefect"), "server", "start"])
+        wait_until(lambda: _healthy(stack), 180, "the Prefect server")
+        stack.run(str(BIN / "prefect"), "work-pool", "create", "mlops-process", "--type", "process")
+        stack.run(str(BIN / "prefect"), "--no-prompt", "deploy", "--all")
+        stack.run(str(BIN / "mlops"), "features", "apply")
+        stack.start("worker", [str(BIN / "prefect"), "worker", "start", "--pool", "mlops-process"])
+        yield stack
+    finally:
+        stack.stop()
+
+
+def _healthy(stack: Stack) -> bool:
+    try:
+        return httpx.get(f"{stack.api_url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _api(stack: Stack, method: str, path: str, **kwargs: Any) -> Any:
+    response = httpx.request(method, f"{stack.api_url}{path}", timeout=30, **kwargs)
+    response.raise_for_status()
+    return response.json() if response.content else None
+
+
+def _deployment_id(stack: Stack, flow: str, name: str) -> str:
+    return str(_api(stack, "GET", f"/deployments/name/{flow}/{name}")["id"])
+
+
+def _run_deployment(
+    stack: Stack, flow: str, name: str, parameters: dict[str, Any]
+) -> dict[str, Any]:
+    """Create a run of a deployment (what the UI's 'Quick run' does) and wait for its end."""
+    deployment = _deployment_id(stack, flow, name)
+    run = _api(
+        stack, "POST", f"/deployments/{deployment}/create_flow_run", json={"parameters": parameters}
+    )
+    return _wait_for_run(stack, str(run["id"]))
+
+
+def _wait_for_run(stack: Stack, run_id: str, timeout: float = 400) -> dict[str, Any]:
+    def finished() -> dict[str, Any] | None:
+        stack.check_alive("worker")
+        run = _api(stack, "GET", f"/flow_runs/{run_id}")
+        return run if run["state"]["type"] in FINAL else None
+
+    return dict(wait_until(finished, timeout, f"flow run {run_id}", poll=1))
+
+
+def _runs_of(stack: Stack, flow: str, name: str) -> list[dict[str, Any]]:
+    deployment = _deployment_id(stack, flow, name)
+    body = {"deployments": {"id": {"any_": [deployment]}}, "sort": "START_TIME_ASC"}
+    return list(_api(stack, "POST", "/flow_runs/filter", json=body))
+
+
+def _events(stack: Stack, name: str, since: datetime) -> list[dict[str, Any]]:
+    body = {
+        "filter": {"event": {"name": [name]}, "occurred": {"since": since.isoformat()}},
+        "limit": 50,
+    }
+    return list(_api(stack, "POST", "/events/filter", json=body)["events"])
+
+
+def _emit(stack: Stack, name: str, payload: dict[str, Any]) -> None:
+    event = {
+        "id": str(uuid.uuid4()),
+        "occurred": datetime.now(UTC).isoformat(),
+        "event": name,
+        "resource": {"prefect.resource.id": "mlops.model.churn"},
+        "payload": payload,
+    }
+    _api(stack, "POST", "/events", json=[event])
+
+
+def _served_version(url: str) -> str | None:
+    try:
+        return str(httpx.get(f"{url}{HEALTH}", timeout=2).json()["model_version"])
+    except (httpx.HTTPError, KeyError, ValueError):
+        return None
+
+
+def test_the_closed_loop(stack: Stack) -> None:
+    figures: dict[str, float] = {}
+    # A cron deployment, run on demand: the baseline champion, trained before the drift.
+    baseline = _run_deployment(
+        stack,
+        "train-churn-model",
+        "weekly",
+        {
+            "parameters": {
+                "as_of": (DRIFT_START - timedelta(minutes=1)).isoformat(),
+                "reason": "e2e-baseline",
+            }
+        },
+    )
+    assert baseline["state"]["type"] == "COMPLETED", stack.log("worker")
+    materialized = _run_deployment(stack, "materialize-features", "hourly", {})
+    assert materialized["state"]["type"] == "COMPLETED", stack.log("worker")
+
+    stack.start("service", [str(BIN / "mlops"), "serve"])
+    service = f"http://127.0.0.1:{stack.environment['MLOPS_SERVING__PORT']}"
+    assert wait_until(lambda: _served_version(service), 120, "the scoring service") == "1"
+
+    # Monitoring sees the concept drift (performance decay on the labelled recent week).
+    started = datetime.now(UTC)
+    monitored = _run_deployment(stack, "monitor-churn-drift", "daily", {})
+    assert monitored["state"]["type"] == "COMPLETED", stack.log("worker")
+    (drift, *_) = wait_until(
+        lambda: _events(stack, "mlops.drift.detected", started), 60, "drift event"
+    )
+    assert drift["payload"]["model_name"] == "churn"
+    # A storm of further drift events must not start more retraining.
+    for _ in range(5):
+        _emit(stack, "mlops.drift.detected", drift["payload"])
+
+    retrains = wait_until(
+        lambda: _runs_of(stack, "retrain-on-drift", "on-drift"), 120, "a retrain run"
+    )
+    retrain = _wait_for_run(stack, retrains[0]["id"])
+    assert retrain["state"]["type"] == "COMPLETED", stack.log("worker")
+    assert retrain["parameters"]["window_end"] == drift["payload"]["window_end"]
+    figures["event_to_retrain_start_s"] = (
+        datetime.fromisoformat(retrain["start_time"]) - datetime.fromisoformat(drift["occurred"])
+    ).total_seconds()
+
+    # Promotion -> redeploy -> the service answers with the new version.
+    (promoted, *_) = wait_until(
+        lambda: _events(stack, "mlops.model.promoted", started), 60, "promotion"
+    )
+    assert promoted["payload"]["version"] == "2"
+    assert wait_until(lambda: _served_version(service) == "2", 400, "the service to serve v2")
+    # v1's promotion triggered a redeploy too, before the service ran; v2's is the one to check.
+    redeploys = _runs_of(stack, "redeploy-churn-model", "on-promotion")
+    (redeploy,) = [r for r in redeploys if r["parameters"]["parameters"]["version"] == "2"]
+    assert _wait_for_run(stack, redeploy["id"])["state"]["type"] == "COMPLETED"
+    time.sleep(5)  # the debounce window is an hour: give any extra trigger time to show itself
+    assert len(_runs_of(stack, "retrain-on-drift", "on-drift")) == 1
+
+    # A forced smoke failure rolls back to v1 and says so.
+    rollback_started = datetime.now(UTC)
+    forced = _run_deployment(
+        stack,
+        "redeploy-churn-model",
+        "on-promotion",
+        {"parameters": {"version": "2", "previous_version": "1", "force_smoke_failure": True}},
+    )
+    assert forced["state"]["type"] == "FAILED"
+    (rolled_back, *_) = wait_until(
+        lambda: _events(stack, "mlops.model.rolled_back", rollback_started), 60, "rollback event"
+    )
+    assert rolled_back["payload"]["restored_version"] == "1"
+    assert wait_until(lambda: _served_version(service) == "1", 60, "the service to serve v1")
+    print(f"figures: {figures}")
+    Path(stack.folder / "figures.txt").write_text(str(figures))

@@ -8,7 +8,7 @@ VENV := .venv
 SYNCED := $(VENV)/.synced
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint lock clean
+.PHONY: setup demo demo-loop test lint lock clean
 
 setup: $(SYNCED)
 
@@ -22,6 +22,9 @@ $(SYNCED): uv.lock pyproject.toml | $(UV)
 
 demo: $(SYNCED)
 	$(BIN)/mlops demo
+
+demo-loop: $(SYNCED)
+	$(BIN)/mlops demo --loop
 
 lint: $(SYNCED)
 	$(BIN)/ruff check .

@@ -88,14 +88,17 @@ def _run(step: str, action: Callable[[], T]) -> T:
 
 
 @contextmanager
-def _quiet_feast() -> Iterator[None]:
-    """Mute Feast's notice that on-demand views are experimental, shown on every apply."""
+def _quiet_libraries() -> Iterator[None]:
+    """Keep the libraries' notices for their developers out of the user's terminal."""
     import warnings
 
     with warnings.catch_warnings():
         import feast  # noqa: F401 - its import puts its own filters in front: import it first
 
+        # Feast turns deprecation warnings back on ("once"); Python hides them by default.
+        warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", "On demand feature view", RuntimeWarning)
+        warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer", UserWarning)
         yield
 
 
@@ -143,7 +146,7 @@ def simulate(
 def features_apply() -> None:
     """Register the feature definitions (like `feast apply` in features/)."""
     settings = _settings()
-    with _quiet_feast():
+    with _quiet_libraries():
         names = _apply(settings)
     console.print(f"  registered: {', '.join(names)}")
 
@@ -164,7 +167,7 @@ def features_materialize(
 ) -> None:
     """Load the latest feature values into the online store."""
     settings = _settings()
-    with _quiet_feast():
+    with _quiet_libraries():
         _materialize(settings, end)
 
 
@@ -201,7 +204,7 @@ def train(
 
 
 def _train(settings: Settings, parameters: dict[str, Any]) -> Any:
-    with _quiet_feast():
+    with _quiet_libraries():
         from flows.training_flow import TrainingParameters, train_churn_model
 
         return _run(
@@ -224,11 +227,17 @@ def _report_outcome(settings: Settings, outcome: Any, exit_if_rejected: bool = T
 def demo(
     customers: Annotated[int, typer.Option(min=100, help="Number of customers.")] = 3000,
     days: Annotated[int, typer.Option(min=70, help="Days of history.")] = 140,
+    loop: Annotated[
+        bool, typer.Option(help="The closed loop: drift, retrain, promotion, redeploy.")
+    ] = False,
 ) -> None:
     """Simulate, apply, materialize, train twice (the second run faces a champion)."""
     from datetime import timedelta
 
     settings = _settings(runs_flows=True)
+    if loop:
+        _demo_loop(settings, customers)
+        return
     simulate(
         customers=customers,
         days=days,
@@ -237,7 +246,7 @@ def demo(
         drift_start_day=None,
         seed=7,
     )
-    with _quiet_feast():
+    with _quiet_libraries():
         _apply(settings)
         _materialize(settings, None)
     today = datetime.now(UTC).replace(hour=23, minute=59, second=0, microsecond=0)
@@ -253,6 +262,30 @@ def demo(
         "--host 127.0.0.1 --port 5000\n"
         "  Prefect UI     mlops server   (then re-run `mlops demo` or `mlops train`)\n"
         f"  registry       model '{settings.mlflow.model_name}', alias 'champion'"
+    )
+
+
+def _demo_loop(settings: Settings, customers: int) -> None:
+    from flows.demo import run_loop
+
+    with _quiet_libraries():
+        story = _run(
+            "closed loop",
+            lambda: run_loop(settings, customers, lambda line: console.print(f"  {line}")),
+        )
+    quality = ", ".join(f"v{v}: {auc:.3f}" for v, auc in story.recent_roc_auc.items())
+    mlflow = Path(sys.executable).with_name("mlflow")
+    console.print(
+        "\n[bold]What happened[/]\n"
+        f"  baseline champion v{story.baseline_version} served; then: {story.drift_reason}\n"
+        f"  retrained v{story.retrained_version}: {story.retrained_status}; "
+        f"the service now serves v{story.served_version}\n"
+        f"  ROC AUC on the last labelled week: {quality}\n"
+        "\n[bold]Where to look[/]\n"
+        f"  MLflow UI   {mlflow} ui --backend-store-uri {settings.tracking_uri} "
+        "--host 127.0.0.1 --port 5000  (runs, drift report, versions, aliases)\n"
+        f"  predictions {settings.home_resolved / 'predictions'}\n"
+        "  Prefect UI  run `mlops server` first, then the demo: flow runs, artifacts, events"
     )
 
 
@@ -312,7 +345,7 @@ def serve(
         f"Serving {settings.mlflow.model_name} v{version} on {url}: POST {PREDICT}, GET {HEALTH}\n"
         f"  POST {RELOAD} needs `Authorization: Bearer <token>`; token: {token}"
     )
-    with _quiet_feast():
+    with _quiet_libraries():
         serving.serve(settings)
 
 

@@ -24,9 +24,9 @@ from flows.redeploy_flow import (
 )
 from flows.service_client import ServiceClient
 from flows.service_contract import reload_token
+from flows.service_runner import running_service
 from flows.settings import Settings
 from flows.simulate import SimulationSpec
-from tests.service_support import running_service
 from tests.support import SMALL, seed_workspace, snapshot, use_workspace, wait_for_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]

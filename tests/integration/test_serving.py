@@ -30,10 +30,10 @@ from flows.service_contract import (
     ReloadResponse,
     reload_token,
 )
+from flows.service_runner import ServiceStartError, running_service
 from flows.serving import EmptyTokenError, ScoringService
 from flows.settings import Settings
 from flows.workspace import Workspace
-from tests.service_support import ServiceStartError, running_service
 from tests.support import END_OF_DATA, snapshot, use_workspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]

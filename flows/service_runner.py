@@ -1,4 +1,4 @@
-"""Run the scoring service in this process on a free loopback port, for tests."""
+"""Run the scoring service in this process on a free loopback port (demo loop and tests)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
-import httpx
-import uvicorn
-
 from flows.service_contract import HEALTH
-from flows.serving import create_app
 from flows.settings import Settings
 
 
@@ -23,6 +19,10 @@ class ServiceStartError(Exception):
 @contextmanager
 def running_service(settings: Settings, timeout: float = 120.0) -> Iterator[str]:
     """Serve `create_app(settings)` on 127.0.0.1; yield its base URL once HEALTH answers."""
+    import uvicorn
+
+    from flows.serving import create_app
+
     # The socket is bound here and handed over, so no other process can take the port between.
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -49,6 +49,8 @@ def running_service(settings: Settings, timeout: float = 120.0) -> Iterator[str]
 
 
 def _wait_until_healthy(url: str, thread: threading.Thread, timeout: float) -> None:
+    import httpx
+
     deadline = time.monotonic() + timeout
     with httpx.Client(base_url=url, timeout=2.0) as client:
         while True:

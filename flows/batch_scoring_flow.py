@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.events import emit_event
-from prefect.runtime import flow_run
 from pydantic import BaseModel, Field, field_validator
 
-from flows import batch_scoring, events, features, registry, training
+from flows import batch_scoring, features, registry, training
 from flows.batch_scoring import ScoreDistribution
+from flows.data_checks import check_or_stop
 from flows.settings import Settings
-from flows.validation import DataValidationError, ValidationResult, validate_frame
+from flows.validation import ValidationResult
 from flows.workspace import Workspace
 
 
@@ -101,37 +98,14 @@ def build_scoring_set(settings: Settings, parameters: BatchScoringParameters) ->
 @task(cache_policy=NO_CACHE)
 def validate_scoring_set(settings: Settings, scoring_set: ScoringSet) -> ValidationResult:
     """Run the scoring suite; on failure store the report, emit `data invalid` and stop."""
-    suite = settings.suite_path(settings.expectations.scoring_suite)
-    result = validate_frame(scoring_set.frame, suite)
-    if result.success:
-        return result
-    report_path = _write_report(settings, result.to_dict())
-    create_markdown_artifact(
-        key="data-invalid",
-        markdown=f"## Scoring set failed `{result.suite_name}`\n\n```\n{result.summary()}\n```\n"
-        f"Report: `{report_path}`. No predictions were written.",
-        description="Failed data checks",
+    return check_or_stop(
+        settings,
+        scoring_set.frame,
+        settings.expectations.scoring_suite,
+        what="Scoring set",
+        consequence="No predictions were written.",
+        payload={"feature_service": scoring_set.feature_service},
     )
-    emit_event(
-        event=events.DATA_INVALID,
-        resource=events.model_resource(settings.mlflow.model_name),
-        payload={
-            "suite": result.suite_name,
-            "failed": [failure.describe() for failure in result.failed],
-            "report": str(report_path),
-            "feature_service": scoring_set.feature_service,
-        },
-    )
-    raise DataValidationError(result)
-
-
-def _write_report(settings: Settings, document: dict[str, Any]) -> Path:
-    folder = Workspace(settings.home_resolved).reports
-    folder.mkdir(parents=True, exist_ok=True)
-    run = flow_run.get_id() or "local"
-    path = folder / f"scoring-validation-{datetime.now(UTC):%Y%m%d-%H%M%S}-{run}.json"
-    path.write_text(json.dumps(document, indent=2, default=str))
-    return path
 
 
 @task(cache_policy=NO_CACHE)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.runtime import flow_run
@@ -19,10 +18,11 @@ from prefect.states import Completed
 from pydantic import BaseModel, Field, field_validator
 
 from flows import batch_scoring, drift, events, features, registry, tracking, training
+from flows.data_checks import check_or_stop
 from flows.drift import DecayResult, DriftResult
 from flows.service_contract import PredictionLog
 from flows.settings import Settings
-from flows.validation import DataValidationError, ValidationResult, validate_frame
+from flows.validation import ValidationResult
 from flows.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -191,40 +191,21 @@ def _observed_span(
 
 @task(cache_policy=NO_CACHE)
 def validate_current_window(settings: Settings, window: CurrentWindow) -> ValidationResult:
-    """Run the scoring suite; on failure store the report, emit `data invalid` and stop."""
-    suite = settings.suite_path(settings.expectations.scoring_suite)
-    result = validate_frame(window.frame, suite)
-    if result.success:
-        return result
-    report_path = _write_report(settings, result.to_dict())
-    create_markdown_artifact(
-        key="data-invalid",
-        markdown=f"## Monitoring window failed `{result.suite_name}`\n\n"
-        f"```\n{result.summary()}\n```\nReport: `{report_path}`. No drift was computed.",
-        description="Failed data checks",
-    )
-    emit_event(
-        event=events.DATA_INVALID,
-        resource=events.model_resource(settings.mlflow.model_name),
+    """Run the scoring suite; on failure store the report, emit `data invalid` and stop.
+
+    A broken pipeline is not drift: the run fails here and no retraining is triggered.
+    """
+    return check_or_stop(
+        settings,
+        window.frame,
+        settings.expectations.scoring_suite,
+        what="Monitoring window",
+        consequence="No drift was computed.",
         payload={
-            "suite": result.suite_name,
-            "failed": [failure.describe() for failure in result.failed],
-            "report": str(report_path),
             "feature_service": window.feature_service,
             "window": {"start": window.start.isoformat(), "end": window.end.isoformat()},
         },
     )
-    # A broken pipeline is not drift: the run fails here and no retraining is triggered.
-    raise DataValidationError(result)
-
-
-def _write_report(settings: Settings, document: dict[str, Any]) -> Path:
-    folder = Workspace(settings.home_resolved).reports
-    folder.mkdir(parents=True, exist_ok=True)
-    run = flow_run.get_id() or "local"
-    path = folder / f"monitoring-validation-{datetime.now(UTC):%Y%m%d-%H%M%S}-{run}.json"
-    path.write_text(json.dumps(document, indent=2, default=str))
-    return path
 
 
 @task(cache_policy=NO_CACHE)

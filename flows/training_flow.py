@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.runtime import flow_run
@@ -17,9 +17,10 @@ from prefect.states import Completed
 from pydantic import BaseModel, Field, field_validator
 
 from flows import events, features, lineage, plots, registry, tracking, training
+from flows.data_checks import check_or_stop
 from flows.evaluation import GateReport, GateResult, compute_metrics, evaluate_gates
 from flows.settings import PromotionPolicy, Settings
-from flows.validation import DataValidationError, ValidationResult, validate_frame
+from flows.validation import ValidationResult
 from flows.workspace import Workspace
 
 
@@ -106,38 +107,14 @@ def build_training_set(settings: Settings, parameters: TrainingParameters) -> Tr
 @task(cache_policy=NO_CACHE)
 def validate_training_set(settings: Settings, training_set: TrainingSet) -> ValidationResult:
     """Run the training suite; on failure store the report, emit `data invalid` and stop."""
-    suite = settings.suite_path(settings.expectations.training_suite)
-    result = validate_frame(training_set.frame, suite)
-    if result.success:
-        return result
-    report_path = _write_report(settings, "validation", result.to_dict())
-    create_markdown_artifact(
-        key="data-invalid",
-        markdown=f"## Training set failed `{result.suite_name}`\n\n```\n{result.summary()}\n```\n"
-        f"Report: `{report_path}`",
-        description="Failed data checks",
+    return check_or_stop(
+        settings,
+        training_set.frame,
+        settings.expectations.training_suite,
+        what="Training set",
+        consequence="Nothing was trained or registered.",
+        payload={"feature_service": training_set.feature_service},
     )
-    emit_event(
-        event=events.DATA_INVALID,
-        resource=events.model_resource(settings.mlflow.model_name),
-        payload={
-            "suite": result.suite_name,
-            "failed": [failure.describe() for failure in result.failed],
-            "report": str(report_path),
-            "feature_service": training_set.feature_service,
-        },
-    )
-    raise DataValidationError(result)
-
-
-def _write_report(settings: Settings, kind: str, document: dict[str, Any]) -> str:
-    import json
-
-    folder = Workspace(settings.home_resolved).reports
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{kind}-{datetime.now():%Y%m%d-%H%M%S}-{flow_run.get_id() or 'local'}.json"
-    path.write_text(json.dumps(document, indent=2, default=str))
-    return str(path)
 
 
 @task(cache_policy=NO_CACHE)

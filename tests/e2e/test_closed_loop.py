@@ -178,9 +178,14 @@ def test_the_closed_loop(stack: Stack) -> None:
     )
     assert promoted["payload"]["version"] == "2"
     assert wait_until(lambda: _served_version(service) == "2", 400, "the service to serve v2")
+
     # v1's promotion triggered a redeploy too, before the service ran; v2's is the one to check.
-    redeploys = _runs_of(stack, "redeploy-churn-model", "on-promotion")
-    (redeploy,) = [r for r in redeploys if r["parameters"]["parameters"]["version"] == "2"]
+    # (The service's alias watcher may load v2 before that run even starts.)
+    def redeploys_of_v2() -> list[dict[str, Any]]:
+        runs = _runs_of(stack, "redeploy-churn-model", "on-promotion")
+        return [r for r in runs if r["parameters"]["parameters"]["version"] == "2"]
+
+    (redeploy,) = wait_until(redeploys_of_v2, 60, "the redeploy run of v2")
     assert _wait_for_run(stack, redeploy["id"])["state"]["type"] == "COMPLETED"
     time.sleep(5)  # the debounce window is an hour: give any extra trigger time to show itself
     assert len(_runs_of(stack, "retrain-on-drift", "on-drift")) == 1

@@ -114,7 +114,7 @@ def test_broken_data_fails_validation_reports_and_emits_data_invalid(
     with pytest.raises(DataValidationError, match=failed_expectation) as raised:
         _train()
     assert not raised.value.result.success
-    reports = list(corrupted_sources.reports.glob("validation-*.json"))
+    reports = list(corrupted_sources.reports.glob("training_set-validation-*.json"))
     assert any(report.stat().st_mtime >= started.timestamp() for report in reports)
     (event, *_) = wait_for_event(events.DATA_INVALID, since=started)
     assert event.resource.id == "mlops.model.churn"

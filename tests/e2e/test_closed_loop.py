@@ -110,12 +110,12 @@ def _events(stack: Stack, name: str, since: datetime) -> list[dict[str, Any]]:
     return list(_api(stack, "POST", "/events/filter", json=body)["events"])
 
 
-def _emit(stack: Stack, name: str, payload: dict[str, Any]) -> None:
+def _emit(stack: Stack, name: str, payload: dict[str, Any], model: str = "churn") -> None:
     event = {
         "id": str(uuid.uuid4()),
         "occurred": datetime.now(UTC).isoformat(),
         "event": name,
-        "resource": {"prefect.resource.id": "mlops.model.churn"},
+        "resource": {"prefect.resource.id": f"mlops.model.{model}"},
         "payload": payload,
     }
     _api(stack, "POST", "/events", json=[event])
@@ -188,7 +188,7 @@ def test_the_closed_loop(stack: Stack) -> None:
     (redeploy,) = wait_until(redeploys_of_v2, 60, "the redeploy run of v2")
     assert _wait_for_run(stack, redeploy["id"])["state"]["type"] == "COMPLETED"
     time.sleep(5)  # the debounce window is an hour: give any extra trigger time to show itself
-    assert len(_runs_of(stack, "retrain-on-drift", "on-drift")) == 1
+    assert len(_runs_of(stack, "retrain-on-drift", "on-drift")) == 1  # six events, one run
 
     # A forced smoke failure rolls back to v1 and says so.
     rollback_started = datetime.now(UTC)
@@ -204,5 +204,18 @@ def test_the_closed_loop(stack: Stack) -> None:
     )
     assert rolled_back["payload"]["restored_version"] == "1"
     assert wait_until(lambda: _served_version(service) == "1", 60, "the service to serve v1")
+
+    # An event about another model, without a window, still starts a run: it fails at once
+    # and names the field (a failing template would have created no run and said nothing).
+    _emit(stack, "mlops.drift.detected", {"model_name": "fraud"}, model="fraud")
+
+    def run_for_fraud() -> list[dict[str, Any]]:
+        runs = _runs_of(stack, "retrain-on-drift", "on-drift")
+        return [r for r in runs if r["parameters"]["model_name"] == "fraud"]
+
+    (bad,) = wait_until(run_for_fraud, 60, "the run for the bad event")
+    bad = _wait_for_run(stack, bad["id"])
+    assert bad["state"]["type"] == "FAILED"
+    assert "field 'window_end'" in bad["state"]["message"]
     print(f"figures: {figures}")
     Path(stack.folder / "figures.txt").write_text(str(figures))

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from flows import features
 from flows.features import FeatureRepoError
 
 if TYPE_CHECKING:
@@ -115,11 +116,6 @@ def read_population(
     return population
 
 
-def feature_names(service: FeatureService) -> list[str]:
-    """The service's feature columns, in the order it lists them."""
-    return [f.name for p in service.feature_view_projections for f in p.features]
-
-
 def build_scoring_set(
     store: FeatureStore,
     service: FeatureService,
@@ -136,18 +132,7 @@ def build_scoring_set(
             timestamp_column: pd.Series([stamp] * len(entity_ids), dtype="datetime64[ns, UTC]"),
         }
     )
-    frame = store.get_historical_features(entity_df=entity_frame, features=service).to_df()
-    frame[timestamp_column] = pd.to_datetime(frame[timestamp_column], utc=True).astype(
-        "datetime64[ns, UTC]"
-    )
-    if len(frame) != len(entity_frame):
-        raise FeatureRepoError(
-            f"The point-in-time retrieval returned {len(frame)} rows for {len(entity_frame)} "
-            "entities; the offline store must keep every entity row (use the DuckDB store)."
-        )
-    # DuckDB does not keep the entity frame's order.
-    frame = frame.sort_values(entity_key, kind="stable").reset_index(drop=True)
-    return frame[[entity_key, timestamp_column, *feature_names(service)]]
+    return features.retrieve(store, service, entity_frame, entity_key, timestamp_column)
 
 
 def prediction_table(

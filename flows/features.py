@@ -202,28 +202,40 @@ def select_window(
     return window.reset_index(drop=True)
 
 
+def feature_names(service: FeatureService) -> list[str]:
+    """The service's feature columns, in the order it lists them."""
+    return [f.name for p in service.feature_view_projections for f in p.features]
+
+
+def retrieve(
+    store: FeatureStore,
+    service: FeatureService,
+    entities: pd.DataFrame,
+    entity_key: str,
+    timestamp: str,
+) -> pd.DataFrame:
+    """Point-in-time features of every entity row: all rows kept, in (timestamp, key) order,
+    the entity frame's columns first, then the service's features."""
+    frame = store.get_historical_features(entity_df=entities, features=service).to_df()
+    frame[timestamp] = pd.to_datetime(frame[timestamp], utc=True).astype("datetime64[ns, UTC]")
+    if len(frame) != len(entities):
+        raise FeatureRepoError(
+            f"The point-in-time join returned {len(frame)} rows for {len(entities)} entity "
+            "rows; the offline store must keep every row (use the DuckDB offline store)."
+        )
+    # DuckDB does not keep the entity frame's order.
+    frame = frame.sort_values([timestamp, entity_key], kind="stable").reset_index(drop=True)
+    return frame[[*entities.columns, *feature_names(service)]]
+
+
 def build_training_set(
     store: FeatureStore, service: FeatureService, labels: pd.DataFrame, keys: TrainingSetKeys
 ) -> pd.DataFrame:
     """Point-in-time join of the service's features onto every label row, in key order."""
-    entity_frame = labels[[keys.entity_key, keys.timestamp, keys.label]]
-    job = store.get_historical_features(entity_df=entity_frame, features=service)
-    frame = job.to_df()
-    frame[keys.timestamp] = pd.to_datetime(frame[keys.timestamp], utc=True).astype(
-        "datetime64[ns, UTC]"
-    )
-    # DuckDB does not keep the entity frame's order.
-    frame = frame.sort_values([keys.timestamp, keys.entity_key], kind="stable").reset_index(
-        drop=True
-    )
-    if len(frame) != len(entity_frame):
-        raise FeatureRepoError(
-            f"The point-in-time join returned {len(frame)} rows for {len(entity_frame)} label "
-            "rows; the offline store must keep every label row (use the DuckDB offline store)."
-        )
+    entities = labels[[keys.entity_key, keys.timestamp, keys.label]]
+    frame = retrieve(store, service, entities, keys.entity_key, keys.timestamp)
     _check_feature_coverage(frame, store, service, keys)
-    feature_names = [f.name for p in service.feature_view_projections for f in p.features]
-    return frame[[keys.entity_key, keys.timestamp, keys.label, *feature_names]]
+    return frame
 
 
 def _check_feature_coverage(

@@ -140,7 +140,7 @@ def build_current_window(
     store = features.open_store(settings.features.repo_path)
     service = features.get_feature_service(store, settings.features.feature_service)
     features.check_sources(store, service)
-    names = batch_scoring.feature_names(service)
+    names = features.feature_names(service)
     days = drift.window_midnights(start, end, *_observed_span(store, service))
     path, timestamp_field = batch_scoring.population_source(store, population_view)
     source = pd.read_parquet(path, columns=[key, timestamp_field])
@@ -149,11 +149,7 @@ def build_current_window(
     if entities.empty:
         frame = entities.reindex(columns=[key, stamp, *names])
     else:
-        frame = store.get_historical_features(entity_df=entities, features=service).to_df()
-        frame[stamp] = pd.to_datetime(frame[stamp], utc=True).astype("datetime64[ns, UTC]")
-        # DuckDB does not keep the entity frame's order.
-        frame = frame.sort_values([stamp, key], kind="stable").reset_index(drop=True)
-        frame = frame[[key, stamp, *names]]
+        frame = features.retrieve(store, service, entities[[key, stamp]], key, stamp)
     get_run_logger().info(
         "Read %s features: %d rows over %d day(s) from %s to %s",
         service.name,

@@ -125,11 +125,7 @@ def _recent_roc_auc(settings: Settings, store: Any, version: str) -> float:
     """ROC AUC of a version on the labels of the last week (point-in-time features)."""
     from sklearn.metrics import roc_auc_score
 
-    keys = features.TrainingSetKeys(
-        settings.features.entity_key,
-        settings.features.timestamp_column,
-        settings.features.label_column,
-    )
+    keys = features.keys_of(settings)
     labels = features.read_labels(settings.labels_path, keys)
     end = labels[keys.timestamp].max().to_pydatetime()
     window = features.select_window(labels, keys, end - timedelta(days=7), end)

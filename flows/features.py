@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from flows.settings import Settings
+
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
 
@@ -32,6 +34,15 @@ class TrainingSetKeys:
     entity_key: str
     timestamp: str
     label: str
+
+
+def keys_of(settings: Settings) -> TrainingSetKeys:
+    """The key, timestamp and label columns the settings name."""
+    return TrainingSetKeys(
+        settings.features.entity_key,
+        settings.features.timestamp_column,
+        settings.features.label_column,
+    )
 
 
 def open_store(repo_path: Path) -> FeatureStore:

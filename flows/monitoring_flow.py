@@ -91,14 +91,6 @@ class MonitoringOutcome:
     predictions: DriftResult | None = None
 
 
-def _keys(settings: Settings) -> features.TrainingSetKeys:
-    return features.TrainingSetKeys(
-        settings.features.entity_key,
-        settings.features.timestamp_column,
-        settings.features.label_column,
-    )
-
-
 @task(cache_policy=NO_CACHE)
 def load_champion_reference(settings: Settings) -> ChampionReference:
     """The champion's version, run, holdout ROC AUC and reference sample."""
@@ -231,7 +223,7 @@ def check_performance(
     settings: Settings, champion: ChampionReference, window: CurrentWindow
 ) -> DecayResult | None:
     """ROC AUC of the champion on the window's labels, if any have arrived."""
-    logger, keys = get_run_logger(), _keys(settings)
+    logger, keys = get_run_logger(), features.keys_of(settings)
     if champion.reference_roc_auc is None:
         logger.warning("Champion run %s has no holdout_roc_auc: no decay check", champion.run_id)
         return None

@@ -77,18 +77,10 @@ class TrainingOutcome:
     gate_summary: str
 
 
-def _keys(settings: Settings) -> features.TrainingSetKeys:
-    return features.TrainingSetKeys(
-        settings.features.entity_key,
-        settings.features.timestamp_column,
-        settings.features.label_column,
-    )
-
-
 @task(cache_policy=NO_CACHE)
 def build_training_set(settings: Settings, parameters: TrainingParameters) -> TrainingSet:
     """Point-in-time join of the FeatureService onto the label window."""
-    keys = _keys(settings)
+    keys = features.keys_of(settings)
     store = features.open_store(settings.features.repo_path)
     service = features.get_feature_service(store, settings.features.feature_service)
     features.check_sources(store, service)
@@ -236,7 +228,7 @@ def log_run(
     meter: lineage.ResourceMeter,
 ) -> tuple[tracking.LoggedRun, lineage.Lineage]:
     """One MLflow run: parameters, metrics, plots, dataset, lineage, reference, model."""
-    keys = _keys(settings)
+    keys = features.keys_of(settings)
     columns = training.feature_columns(training_set.frame, keys)
     bundle = _lineage(training_set, validation, model_parameters)
     y_holdout = split.holdout[keys.label].to_numpy()
@@ -323,7 +315,7 @@ def train_churn_model(parameters: TrainingParameters | None = None) -> Any:
     experiment_id = tracking.connect(
         settings.tracking_uri, settings.mlflow.experiment, workspace.mlflow_artifacts
     )
-    keys = _keys(settings)
+    keys = features.keys_of(settings)
     model_parameters = training.ModelParameters(
         max_iter=parameters.max_iter or settings.training.max_iter,
         learning_rate=parameters.learning_rate or settings.training.learning_rate,

@@ -6,7 +6,7 @@ import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +15,7 @@ import pandas as pd
 
 from flows import features
 from flows.features import FeatureRepoError
+from flows.times import to_utc
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
@@ -45,11 +46,6 @@ class ScoreDistribution:
     mean: float
     quantiles: dict[str, float]  # min, p10, p50, p90, max
     bands: tuple[tuple[str, int], ...]  # ("0.0-0.2", rows), ...
-
-
-def to_utc(moment: datetime) -> datetime:
-    """A naive time is read as UTC (forms and command lines give naive times)."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def output_name(as_of: datetime) -> str:

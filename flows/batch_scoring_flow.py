@@ -10,12 +10,13 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from flows import batch_scoring, features, registry, training
 from flows.batch_scoring import ScoreDistribution
 from flows.data_checks import check_or_stop
 from flows.settings import Settings
+from flows.times import UtcDatetime
 from flows.validation import ValidationResult
 from flows.workspace import Workspace
 
@@ -23,7 +24,7 @@ from flows.workspace import Workspace
 class BatchScoringParameters(BaseModel):
     """Per-run knobs of batch scoring."""
 
-    as_of: datetime | None = Field(
+    as_of: UtcDatetime | None = Field(
         default=None,
         description="Time the features are read at; empty means now. A naive time is UTC.",
     )
@@ -31,11 +32,6 @@ class BatchScoringParameters(BaseModel):
         default=batch_scoring.DEFAULT_POPULATION_VIEW,
         description="Feature view whose source file lists the customers to score.",
     )
-
-    @field_validator("as_of")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else batch_scoring.to_utc(value)
 
 
 @dataclass(frozen=True)
@@ -63,13 +59,10 @@ class BatchScoringOutcome:
 @task(cache_policy=NO_CACHE)
 def load_serving_champion(settings: Settings) -> registry.Champion:
     """The model behind `champion`, or a clear error before any feature is read."""
-    from mlflow import MlflowClient
-
     name, uri = settings.mlflow.model_name, settings.tracking_uri
-    registry.require_champion(MlflowClient(uri), name, uri)
     champion = registry.load_champion(uri, name)
-    if champion is None:  # the alias was removed in between
-        raise registry.NoChampionError(f"'{name}' lost its champion while loading it.")
+    if champion is None:
+        raise registry.no_champion(name, uri)
     return champion
 
 

@@ -173,9 +173,9 @@ def features_materialize(
 
 def _materialize(settings: Settings, end: datetime | None) -> None:
     from flows import features
+    from flows.times import to_utc
 
-    until = end or datetime.now(UTC)
-    until = until if until.tzinfo else until.replace(tzinfo=UTC)
+    until = to_utc(end) if end else datetime.now(UTC)
     store = _run("open feature store", lambda: features.open_store(settings.features.repo_path))
     _run(f"materialize up to {until:%Y-%m-%d %H:%M}", lambda: features.materialize(store, until))
 

@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger
 
 from flows import features
 from flows.settings import Settings
+from flows.times import to_utc
 
 
 @flow(name="materialize-features")
@@ -15,8 +16,7 @@ def materialize_features(end: datetime | None = None) -> str:
     """Load feature values up to `end` (default now) into the online store."""
     settings = Settings()
     settings.export_library_environment()  # a worker starts here, not at the CLI
-    until = end or datetime.now(UTC)
-    until = until if until.tzinfo else until.replace(tzinfo=UTC)
+    until = to_utc(end) if end else datetime.now(UTC)
     store = features.open_store(settings.features.repo_path)
     features.materialize(store, until)
     get_run_logger().info("Online store loaded up to %s", until.isoformat())

@@ -15,13 +15,14 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 from prefect.states import Completed
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from flows import batch_scoring, drift, events, features, registry, tracking, training
 from flows.data_checks import check_or_stop
 from flows.drift import DecayResult, DriftResult
 from flows.service_contract import PredictionLog
 from flows.settings import Settings
+from flows.times import UtcDatetime, to_utc
 from flows.validation import ValidationResult
 from flows.workspace import Workspace
 
@@ -36,7 +37,7 @@ SCORE_COLUMN = "churn_probability"
 class MonitoringParameters(BaseModel):
     """Per-run knobs; empty fields take their defaults from settings."""
 
-    as_of: datetime | None = Field(
+    as_of: UtcDatetime | None = Field(
         default=None, description="End of the window; empty means now. A naive time is UTC."
     )
     window_days: int | None = Field(default=None, ge=1, description="Days of recent data.")
@@ -44,11 +45,6 @@ class MonitoringParameters(BaseModel):
         default=batch_scoring.DEFAULT_POPULATION_VIEW,
         description="Feature view whose source file lists the customers to compare.",
     )
-
-    @field_validator("as_of")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else batch_scoring.to_utc(value)
 
 
 @dataclass(frozen=True)
@@ -173,7 +169,7 @@ def _observed_span(
         for bound in ("min", "max"):
             value = bounds[bound].as_py()
             if value is not None:
-                stamps.append(batch_scoring.to_utc(value))
+                stamps.append(to_utc(value))
     return (min(stamps), max(stamps)) if stamps else (None, None)
 
 

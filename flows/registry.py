@@ -51,11 +51,16 @@ def require_champion(client: MlflowClient, name: str, tracking_uri: str) -> str:
     """The champion's version, or an error that says how to get one."""
     version = champion_version(client, name)
     if version is None:
-        raise NoChampionError(
-            f"Registered model '{name}' in {tracking_uri} has no `{CHAMPION}` version. Train "
-            "one first (`mlops train`), or approve a challenger."
-        )
+        raise no_champion(name, tracking_uri)
     return version
+
+
+def no_champion(name: str, tracking_uri: str) -> NoChampionError:
+    """The error for a model without a champion, saying how to get one."""
+    return NoChampionError(
+        f"Registered model '{name}' in {tracking_uri} has no `{CHAMPION}` version. Train "
+        "one first (`mlops train`), or approve a challenger."
+    )
 
 
 def load_version(tracking_uri: str, name: str, version: str) -> Pipeline:

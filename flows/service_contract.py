@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, Field, StrictInt
 
 from flows.settings import Settings
+from flows.times import to_utc
 from flows.workspace import Workspace
 
 HEALTH = "/health"
@@ -95,7 +96,7 @@ class PredictionLog:
 
     def read(self, since: datetime, until: datetime) -> list[dict[str, Any]]:
         """Records scored in [since, until]; naive times are read as UTC."""
-        since, until = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (since, until))
+        since, until = to_utc(since), to_utc(until)
         records: list[dict[str, Any]] = []
         for path in sorted(self.folder.glob(PREDICTION_LOG_GLOB)):
             for line in path.read_text().splitlines():

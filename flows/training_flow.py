@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -14,12 +14,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 from prefect.states import Completed
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from flows import events, features, lineage, plots, registry, tracking, training
 from flows.data_checks import check_or_stop
 from flows.evaluation import GateReport, GateResult, compute_metrics, evaluate_gates
 from flows.settings import PromotionPolicy, Settings
+from flows.times import UtcDatetime
 from flows.validation import ValidationResult
 from flows.workspace import Workspace
 
@@ -27,7 +28,7 @@ from flows.workspace import Workspace
 class TrainingParameters(BaseModel):
     """Per-run knobs; empty fields take their defaults from settings."""
 
-    as_of: datetime | None = Field(
+    as_of: UtcDatetime | None = Field(
         default=None, description="End of the label window; empty means the latest label."
     )
     window_days: int | None = Field(default=None, ge=14, description="Days of labels to use.")
@@ -36,12 +37,6 @@ class TrainingParameters(BaseModel):
     max_iter: int | None = Field(default=None, ge=1, description="Boosting iterations.")
     learning_rate: float | None = Field(default=None, gt=0, le=1, description="Learning rate.")
     reason: str = Field(default="manual", description="Why this run: manual, schedule, drift.")
-
-    @field_validator("as_of")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        # A form or a command line gives a naive time: read it as UTC, as the labels are.
-        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 @dataclass(frozen=True)

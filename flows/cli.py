@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import os
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from flows.cli_common import (
+    EXIT_FAILED,
+    EXIT_REJECTED,
+    console,
+    load_settings,
+    quiet_libraries,
+    run_step,
+)
+from flows.cli_governance import app as governance_app
 from flows.scenarios import Scenario
 from flows.settings import Settings
 
@@ -25,81 +30,7 @@ app = typer.Typer(
 )
 features_app = typer.Typer(help="The Feast feature repository.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
-console = Console(stderr=True)
-T = TypeVar("T")
-
-EXIT_FAILED = 1
-EXIT_REJECTED = 3
-
-
-def _settings(runs_flows: bool = False) -> Settings:
-    """Settings from the environment, the workspace ready, the Prefect API chosen."""
-    from pydantic import ValidationError
-    from pydantic_settings import SettingsError
-
-    try:
-        settings = Settings()
-    except (ValidationError, SettingsError) as error:
-        # A value that is not JSON fails while decoding (SettingsError), before validation.
-        detail = error.__cause__ if isinstance(error, SettingsError) and error.__cause__ else ""
-        console.print(f"[red]error:[/] invalid MLOPS_* setting:\n{escape(str(error))} {detail}")
-        raise typer.Exit(EXIT_FAILED) from None
-    from flows import runtime
-
-    api = _run("prepare workspace", lambda: runtime.prepare(settings))
-    if runs_flows:
-        console.print(f"  flow runs go to {api}")
-    return settings
-
-
-def _expected_errors() -> tuple[type[Exception], ...]:
-    """Failures with a message written for the user: shown without a traceback."""
-    from flows.features import FeatureRepoError, LabelsError
-    from flows.simulate import SimulationSpecError
-    from flows.tracking import TrackingStoreError
-    from flows.training import TrainingDataError
-    from flows.validation import DataValidationError
-    from flows.workspace import WorkspaceError
-
-    return (
-        FeatureRepoError,
-        LabelsError,
-        DataValidationError,
-        TrackingStoreError,
-        TrainingDataError,
-        WorkspaceError,
-        SimulationSpecError,
-    )
-
-
-def _run(step: str, action: Callable[[], T]) -> T:
-    """Run one step with a spinner; turn an expected failure into one clear line and exit 1."""
-    started = time.perf_counter()
-    try:
-        with console.status(f"{step}..."):
-            result = action()
-    except Exception as error:
-        if isinstance(error, _expected_errors()):
-            console.print(f"[red]error[/] in {step}: {escape(str(error))}")
-            raise typer.Exit(EXIT_FAILED) from None
-        raise
-    console.print(f"[green]done[/] {step} ({time.perf_counter() - started:.1f} s)")
-    return result
-
-
-@contextmanager
-def _quiet_libraries() -> Iterator[None]:
-    """Keep the libraries' notices for their developers out of the user's terminal."""
-    import warnings
-
-    with warnings.catch_warnings():
-        import feast  # noqa: F401 - its import puts its own filters in front: import it first
-
-        # Feast turns deprecation warnings back on ("once"); Python hides them by default.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.filterwarnings("ignore", "On demand feature view", RuntimeWarning)
-        warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer", UserWarning)
-        yield
+app.registered_commands += governance_app.registered_commands
 
 
 @app.command()
@@ -120,8 +51,8 @@ def simulate(
     from flows.simulate import simulate as generate
     from flows.workspace import Workspace
 
-    settings = _settings()
-    spec = _run(
+    settings = load_settings()
+    spec = run_step(
         "check simulation",
         lambda: SimulationSpec(
             customers=customers,
@@ -133,8 +64,8 @@ def simulate(
         ),
     )
     workspace = Workspace(settings.home_resolved)
-    data = _run(f"simulate {scenario.value}", lambda: generate(spec))
-    paths = _run("write parquet sources", lambda: data.write(workspace.data))
+    data = run_step(f"simulate {scenario.value}", lambda: generate(spec))
+    paths = run_step("write parquet sources", lambda: data.write(workspace.data))
     for name, path in paths.items():
         console.print(f"  {name:8} {path}")
     console.print(
@@ -145,8 +76,8 @@ def simulate(
 @features_app.command("apply")
 def features_apply() -> None:
     """Register the feature definitions (like `feast apply` in features/)."""
-    settings = _settings()
-    with _quiet_libraries():
+    settings = load_settings()
+    with quiet_libraries():
         names = _apply(settings)
     console.print(f"  registered: {', '.join(names)}")
 
@@ -154,8 +85,8 @@ def features_apply() -> None:
 def _apply(settings: Settings) -> list[str]:
     from flows import features
 
-    store = _run("open feature store", lambda: features.open_store(settings.features.repo_path))
-    return _run(
+    store = run_step("open feature store", lambda: features.open_store(settings.features.repo_path))
+    return run_step(
         "apply feature definitions",
         lambda: features.apply_repository(store, settings.features.repo_path),
     )
@@ -166,8 +97,8 @@ def features_materialize(
     end: Annotated[datetime | None, typer.Option(help="Load values up to (default: now).")] = None,
 ) -> None:
     """Load the latest feature values into the online store."""
-    settings = _settings()
-    with _quiet_libraries():
+    settings = load_settings()
+    with quiet_libraries():
         _materialize(settings, end)
 
 
@@ -176,8 +107,10 @@ def _materialize(settings: Settings, end: datetime | None) -> None:
     from flows.times import to_utc
 
     until = to_utc(end) if end else datetime.now(UTC)
-    store = _run("open feature store", lambda: features.open_store(settings.features.repo_path))
-    _run(f"materialize up to {until:%Y-%m-%d %H:%M}", lambda: features.materialize(store, until))
+    store = run_step("open feature store", lambda: features.open_store(settings.features.repo_path))
+    run_step(
+        f"materialize up to {until:%Y-%m-%d %H:%M}", lambda: features.materialize(store, until)
+    )
 
 
 @app.command()
@@ -189,7 +122,7 @@ def train(
     reason: Annotated[str, typer.Option(help="Why this run, logged with it.")] = "manual",
 ) -> None:
     """Run the training flow: features, checks, fit, gates, registry."""
-    settings = _settings(runs_flows=True)
+    settings = load_settings(runs_flows=True)
     outcome = _train(
         settings,
         {
@@ -204,10 +137,10 @@ def train(
 
 
 def _train(settings: Settings, parameters: dict[str, Any]) -> Any:
-    with _quiet_libraries():
+    with quiet_libraries():
         from flows.training_flow import TrainingParameters, train_churn_model
 
-        return _run(
+        return run_step(
             "training flow",
             lambda: train_churn_model(TrainingParameters(**parameters)),
         )
@@ -234,7 +167,7 @@ def demo(
     """Simulate, apply, materialize, train twice (the second run faces a champion)."""
     from datetime import timedelta
 
-    settings = _settings(runs_flows=True)
+    settings = load_settings(runs_flows=True)
     if loop:
         _demo_loop(settings, customers)
         return
@@ -246,7 +179,7 @@ def demo(
         drift_start_day=None,
         seed=7,
     )
-    with _quiet_libraries():
+    with quiet_libraries():
         _apply(settings)
         _materialize(settings, None)
     today = datetime.now(UTC).replace(hour=23, minute=59, second=0, microsecond=0)
@@ -268,8 +201,8 @@ def demo(
 def _demo_loop(settings: Settings, customers: int) -> None:
     from flows.demo import run_loop
 
-    with _quiet_libraries():
-        story = _run(
+    with quiet_libraries():
+        story = run_step(
             "closed loop",
             lambda: run_loop(settings, customers, lambda line: console.print(f"  {line}")),
         )
@@ -295,7 +228,7 @@ def server(
     port: Annotated[int | None, typer.Option(help="Port (default from settings).")] = None,
 ) -> None:
     """Start a Prefect server with its UI; local runs then use it instead of a temporary one."""
-    settings = _settings()
+    settings = load_settings()
     host = host or settings.prefect.server_host
     port = port or settings.prefect.server_port
     environment = os.environ | {
@@ -324,7 +257,7 @@ def serve(
     from flows import registry, serving
     from flows.service_contract import HEALTH, PREDICT, RELOAD, token_path
 
-    settings = _settings()
+    settings = load_settings()
     chosen = {"host": host, "port": port}
     serving_settings = settings.serving.model_copy(
         update={name: value for name, value in chosen.items() if value is not None}
@@ -345,7 +278,7 @@ def serve(
         f"Serving {settings.mlflow.model_name} v{version} on {url}: POST {PREDICT}, GET {HEALTH}\n"
         f"  POST {RELOAD} needs `Authorization: Bearer <token>`; token: {token}"
     )
-    with _quiet_libraries():
+    with quiet_libraries():
         serving.serve(settings)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 DATA_INVALID = "mlops.data.invalid"
 MODEL_REGISTERED = "mlops.model.registered"
+APPROVAL_REQUESTED = "mlops.model.approval_requested"
 MODEL_PROMOTED = "mlops.model.promoted"
 MODEL_ROLLED_BACK = "mlops.model.rolled_back"
 DRIFT_DETECTED = "mlops.drift.detected"

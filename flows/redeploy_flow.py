@@ -12,7 +12,7 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from flows import batch_scoring, events, features, registry, training
+from flows import batch_scoring, events, features, governance, registry, training
 from flows.redeploy import (
     Rollback,
     SkewCheck,
@@ -21,6 +21,7 @@ from flows.redeploy import (
     fail_on_purpose,
     sample_customers,
 )
+from flows.registry_lock import registry_lock
 from flows.service_client import ServiceClient, ServiceError
 from flows.service_contract import reload_token
 from flows.settings import Settings
@@ -204,16 +205,13 @@ def roll_back(
     restored = parameters.previous_version
     actor = f"redeploy-rollback:{flow_run.get_id() or 'local'}"
     if restored is not None:
-        registry.promote(client, name, restored, actor, reason[:TAG_LIMIT])
-        # After promote, which marks the replaced champion `retired`.
-        tags = {"status": "rolled_back", "status_reason": reason[:TAG_LIMIT]}
+        with registry_lock(name, settings.governance.lock_timeout_seconds):
+            governance.rollback(
+                client, name, to=restored, actor=actor, reason=reason, expected_current=version
+            )
     else:
         # Nothing to restore: the version keeps serving, with the failure on record.
-        tags = {"redeploy_failure": reason[:TAG_LIMIT]}
-    tags |= {"rolled_back_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    tags |= {"rolled_back_by": actor}
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, value)
+        client.set_model_version_tag(name, version, "redeploy_failure", reason[:TAG_LIMIT])
 
     reload_error, served = None, None
     try:

@@ -110,6 +110,13 @@ def register_version(
     return client.create_model_version(name=name, source=model_uri, run_id=run_id, tags=tags)
 
 
+def version_of_flow_run(client: MlflowClient, name: str, flow_run_id: str) -> str | None:
+    """The version a flow run registered (tag `mlops.flow_run_id`), if it did."""
+    query = f"name='{name}' and tag.`mlops.flow_run_id`='{flow_run_id}'"
+    found = [str(version.version) for version in client.search_model_versions(query)]
+    return min(found, key=int) if found else None
+
+
 def record_outcome(
     client: MlflowClient, name: str, version: str, passed: bool, reason: str
 ) -> None:

@@ -201,6 +201,26 @@ class PrefectSettings(Group):
     )
 
 
+class GovernanceSettings(Group):
+    """Approval before production, the audit history and the registry lock."""
+
+    approval_timeout_seconds: int = Field(
+        default=72 * 3600,
+        ge=1,
+        description="How long a challenger waits for a decision under the manual policy; a "
+        "timeout counts as rejected.",
+    )
+    approval_poll_seconds: int = Field(
+        default=5, ge=1, description="How often a paused local approval run looks for a decision."
+    )
+    lock_timeout_seconds: float = Field(
+        default=120,
+        gt=0,
+        description="How long a promotion or rollback waits for the registry lock (a Prefect "
+        "global concurrency limit named `mlops-registry-<model>`).",
+    )
+
+
 class Settings(BaseSettings):
     """Root settings; environment variables use the prefix MLOPS_ and `__` between groups."""
 
@@ -229,6 +249,7 @@ class Settings(BaseSettings):
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
 
     @model_validator(mode="after")
     def _reject_unknown_variables(self) -> Settings:

@@ -16,9 +16,20 @@ from prefect.runtime import flow_run
 from prefect.states import Completed
 from pydantic import BaseModel, Field
 
-from flows import events, features, lineage, plots, registry, tracking, training
+from flows import (
+    events,
+    features,
+    governance,
+    history,
+    lineage,
+    plots,
+    registry,
+    tracking,
+    training,
+)
 from flows.data_checks import check_or_stop
 from flows.evaluation import GateReport, GateResult, compute_metrics, evaluate_gates
+from flows.registry_lock import registry_lock
 from flows.settings import PromotionPolicy, Settings
 from flows.times import UtcDatetime
 from flows.validation import ValidationResult
@@ -61,11 +72,14 @@ class Evaluation:
     champion_version: str | None
 
 
+UNCHANGED = ("rejected", "superseded")  # outcomes that leave the champion where it was
+
+
 @dataclass(frozen=True)
 class TrainingOutcome:
     """What a training run ended with; the CLI and the tests read it."""
 
-    status: str  # champion | challenger | rejected
+    status: str  # champion | challenger (awaiting approval) | rejected | superseded
     version: str
     run_id: str
     previous_champion: str | None
@@ -270,56 +284,109 @@ def log_run(
 @task(cache_policy=NO_CACHE)
 def register_candidate(
     settings: Settings, logged: tracking.LoggedRun, bundle: lineage.Lineage, evaluation: Evaluation
-) -> TrainingOutcome:
-    """Register the version with lineage and gate tags; move `challenger`, and `champion` if
-    the policy is auto."""
+) -> str:
+    """Register the version with lineage and gate tags, keyed by this flow run so that a
+    retried run finds it instead of registering a second one."""
     from mlflow import MlflowClient
 
-    client, name, report = MlflowClient(), settings.mlflow.model_name, evaluation.report
+    report = evaluation.report
     registered = registry.register_version(
-        client, name, logged.model_uri, logged.run_id, {**bundle.to_tags(), **report.to_tags()}
+        MlflowClient(settings.tracking_uri),
+        settings.mlflow.model_name,
+        logged.model_uri,
+        logged.run_id,
+        {
+            **bundle.to_tags(),
+            **report.to_tags(),
+            "gates.summary": report.summary(),
+            governance.FLOW_RUN: _flow_run_key(),
+            governance.EVALUATED_AGAINST: evaluation.champion_version or "none",
+        },
     )
-    version = str(registered.version)
-    registry.record_outcome(client, name, version, report.passed, report.summary())
-    emit_event(
-        event=events.MODEL_REGISTERED,
-        resource=events.model_resource(name),
-        payload={"version": version, "run_id": logged.run_id, "passed_gates": report.passed},
-    )
-    status, previous = ("challenger" if report.passed else "rejected"), evaluation.champion_version
-    if report.passed and settings.promotion_policy is PromotionPolicy.AUTO:
-        actor = f"prefect-flow-run:{flow_run.get_id() or 'local'}"
-        previous = registry.promote(client, name, version, actor, "gates passed; policy auto")
-        status = "champion"
+    return str(registered.version)
+
+
+def _flow_run_key() -> str:
+    return str(flow_run.get_id() or "local")
+
+
+def _actor() -> str:
+    return f"prefect-flow-run:{_flow_run_key()}"
+
+
+@task(cache_policy=NO_CACHE)
+def settle_candidate(settings: Settings, version: str) -> TrainingOutcome:
+    """Record the gate outcome, then promote (policy auto, compare-and-set under the registry
+    lock) or ask for approval (policy manual). Each step runs once however often it is retried."""
+    from mlflow import MlflowClient
+
+    client, name = MlflowClient(settings.tracking_uri), settings.mlflow.model_name
+    registered = client.get_model_version(name, version)
+    tags, run_id = dict(registered.tags), str(registered.run_id)
+    passed, summary = tags[governance.GATES_PASSED] == "true", tags["gates.summary"]
+    previous = governance.tagged_version(tags, governance.EVALUATED_AGAINST)
+    resource = events.model_resource(name)
+    if "status" not in tags:
+        registry.record_outcome(client, name, version, passed, summary)
+        action = history.Action.REGISTERED if passed else history.Action.GATES_FAILED
+        history.append(
+            client,
+            name,
+            history.Entry(action, version, _actor(), summary, evidence={"run_id": run_id}),
+        )
+        emit_event(
+            event=events.MODEL_REGISTERED,
+            resource=resource,
+            payload={"version": version, "run_id": run_id, "passed_gates": passed},
+        )
+        tags = dict(client.get_model_version(name, version).tags)
+    if not passed:
+        return TrainingOutcome("rejected", version, run_id, previous, summary)
+    if settings.promotion_policy is PromotionPolicy.MANUAL:
+        if governance.APPROVAL not in tags:
+            governance.expire_overdue(client, name, actor=_actor())
+            deadline = governance.now_utc() + timedelta(
+                seconds=settings.governance.approval_timeout_seconds
+            )
+            governance.request_approval(client, name, version, deadline=deadline, actor=_actor())
+            emit_event(
+                event=events.APPROVAL_REQUESTED,
+                resource=resource,
+                payload={"version": version, "run_id": run_id, "deadline": deadline.isoformat()},
+            )
+        return TrainingOutcome("challenger", version, run_id, previous, summary)
+    try:
+        with registry_lock(name, settings.governance.lock_timeout_seconds):
+            promotion = governance.promote(
+                client, name, version, actor=_actor(), reason="gates passed; policy auto"
+            )
+    except governance.StaleChampionError as error:
+        return TrainingOutcome("superseded", version, run_id, previous, str(error))
+    if promotion.moved:
         emit_event(
             event=events.MODEL_PROMOTED,
-            resource=events.model_resource(name),
-            payload={"version": version, "previous_version": previous, "run_id": logged.run_id},
+            resource=resource,
+            payload={"version": version, "previous_version": promotion.previous, "run_id": run_id},
         )
-    return TrainingOutcome(status, version, logged.run_id, previous, report.summary())
+    return TrainingOutcome("champion", version, run_id, promotion.previous, summary)
 
 
-@flow(name="train-churn-model", log_prints=True)
-def train_churn_model(parameters: TrainingParameters | None = None) -> Any:
-    """Train a candidate from the FeatureService, gate it against the champion, register it."""
-    parameters = parameters or TrainingParameters()
-    settings = Settings()
-    settings.export_library_environment()  # a worker starts here, not at the CLI
-    meter = lineage.ResourceMeter()
-    workspace = Workspace(settings.home_resolved).ensure()
-    experiment_id = tracking.connect(
-        settings.tracking_uri, settings.mlflow.experiment, workspace.mlflow_artifacts
+def _registered_by_this_run(settings: Settings) -> str | None:
+    from mlflow import MlflowClient
+
+    return registry.version_of_flow_run(
+        MlflowClient(settings.tracking_uri), settings.mlflow.model_name, _flow_run_key()
     )
+
+
+def _train_and_register(
+    settings: Settings,
+    parameters: TrainingParameters,
+    experiment_id: str,
+    model_parameters: training.ModelParameters,
+    meter: lineage.ResourceMeter,
+) -> str:
     keys = features.keys_of(settings)
-    model_parameters = training.ModelParameters(
-        max_iter=parameters.max_iter or settings.training.max_iter,
-        learning_rate=parameters.learning_rate or settings.training.learning_rate,
-        max_leaf_nodes=settings.training.max_leaf_nodes,
-        min_samples_leaf=settings.training.min_samples_leaf,
-        seed=settings.training.seed if parameters.seed is None else parameters.seed,
-        threads=settings.training.threads,
-    )
-
     training_set = build_training_set(settings, parameters)
     validation = validate_training_set(settings, training_set)
     split = training.split_by_time(
@@ -342,9 +409,38 @@ def train_churn_model(parameters: TrainingParameters | None = None) -> Any:
         parameters,
         meter,
     )
-    outcome = register_candidate(settings, logged, bundle, evaluation)
+    return register_candidate(settings, logged, bundle, evaluation)
+
+
+@flow(name="train-churn-model", log_prints=True)
+def train_churn_model(parameters: TrainingParameters | None = None) -> Any:
+    """Train a candidate from the FeatureService, gate it against the champion, register it,
+    then promote it (policy auto) or ask a person to approve it (policy manual)."""
+    parameters = parameters or TrainingParameters()
+    settings = Settings()
+    settings.export_library_environment()  # a worker starts here, not at the CLI
+    meter = lineage.ResourceMeter()
+    workspace = Workspace(settings.home_resolved).ensure()
+    experiment_id = tracking.connect(
+        settings.tracking_uri, settings.mlflow.experiment, workspace.mlflow_artifacts
+    )
+    model_parameters = training.ModelParameters(
+        max_iter=parameters.max_iter or settings.training.max_iter,
+        learning_rate=parameters.learning_rate or settings.training.learning_rate,
+        max_leaf_nodes=settings.training.max_leaf_nodes,
+        min_samples_leaf=settings.training.min_samples_leaf,
+        seed=settings.training.seed if parameters.seed is None else parameters.seed,
+        threads=settings.training.threads,
+    )
+
+    version = _registered_by_this_run(settings)
+    if version is None:
+        version = _train_and_register(settings, parameters, experiment_id, model_parameters, meter)
+    else:  # a retry of a run that registered before it stopped: finish, never register twice
+        get_run_logger().info("This flow run already registered v%s; settling it", version)
+    outcome = settle_candidate(settings, version)
     message = f"v{outcome.version} {outcome.status}: {outcome.gate_summary}"
     print(message)
-    if outcome.status == "rejected":
-        return Completed(name="Rejected", message=message, data=outcome)
+    if outcome.status in UNCHANGED:
+        return Completed(name=outcome.status.capitalize(), message=message, data=outcome)
     return outcome

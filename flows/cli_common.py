@@ -1,0 +1,96 @@
+"""What every `mlops` command shares: the console, exit codes, settings, steps with spinners."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from flows.settings import Settings
+
+console = Console(stderr=True)
+T = TypeVar("T")
+
+EXIT_FAILED = 1
+EXIT_REJECTED = 3
+
+
+def load_settings(runs_flows: bool = False) -> Settings:
+    """Settings from the environment, the workspace ready, the Prefect API chosen."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    try:
+        settings = Settings()
+    except (ValidationError, SettingsError) as error:
+        # A value that is not JSON fails while decoding (SettingsError), before validation.
+        detail = error.__cause__ if isinstance(error, SettingsError) and error.__cause__ else ""
+        console.print(f"[red]error:[/] invalid MLOPS_* setting:\n{escape(str(error))} {detail}")
+        raise typer.Exit(EXIT_FAILED) from None
+    from flows import runtime
+
+    api = run_step("prepare workspace", lambda: runtime.prepare(settings))
+    if runs_flows:
+        console.print(f"  flow runs go to {api}")
+    return settings
+
+
+def expected_errors() -> tuple[type[Exception], ...]:
+    """Failures with a message written for the user: shown without a traceback."""
+    from flows.features import FeatureRepoError, LabelsError
+    from flows.governance import GovernanceError
+    from flows.redeploy_flow import RedeployFailedError
+    from flows.registry_lock import RegistryLockError
+    from flows.simulate import SimulationSpecError
+    from flows.tracking import TrackingStoreError
+    from flows.training import TrainingDataError
+    from flows.validation import DataValidationError
+    from flows.workspace import WorkspaceError
+
+    return (
+        FeatureRepoError,
+        LabelsError,
+        DataValidationError,
+        TrackingStoreError,
+        TrainingDataError,
+        WorkspaceError,
+        SimulationSpecError,
+        GovernanceError,
+        RegistryLockError,
+        RedeployFailedError,
+    )
+
+
+def run_step(step: str, action: Callable[[], T]) -> T:
+    """Run one step with a spinner; turn an expected failure into one clear line and exit 1."""
+    started = time.perf_counter()
+    try:
+        with console.status(f"{step}..."):
+            result = action()
+    except Exception as error:
+        if isinstance(error, expected_errors()):
+            console.print(f"[red]error[/] in {step}: {escape(str(error))}")
+            raise typer.Exit(EXIT_FAILED) from None
+        raise
+    console.print(f"[green]done[/] {step} ({time.perf_counter() - started:.1f} s)")
+    return result
+
+
+@contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Keep the libraries' notices for their developers out of the user's terminal."""
+    import warnings
+
+    with warnings.catch_warnings():
+        import feast  # noqa: F401 - its import puts its own filters in front: import it first
+
+        # Feast turns deprecation warnings back on ("once"); Python hides them by default.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", "On demand feature view", RuntimeWarning)
+        warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer", UserWarning)
+        yield

@@ -1,0 +1,176 @@
+"""`mlops approve|reject|history|rollback`: the governed registry from a terminal."""
+
+from __future__ import annotations
+
+import getpass
+import time
+from typing import Annotated, Any
+from uuid import UUID
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from flows.cli_common import EXIT_FAILED, console, load_settings, quiet_libraries, run_step
+from flows.settings import Settings
+
+app = typer.Typer()
+
+Reason = Annotated[str, typer.Option(help="Why; kept in the audit history.")]
+Person = Annotated[
+    str | None, typer.Option(help="Who decides (default: your login name).", show_default=False)
+]
+Wait = Annotated[
+    float, typer.Option(help="Seconds to wait for a resumed approval run to finish.", min=0)
+]
+
+
+@app.command()
+def approve(version: str, reason: Reason, approver: Person = None, wait: Wait = 120) -> None:
+    """Approve a challenger awaiting approval: it becomes the champion."""
+    _decide("approve", version, reason, approver, wait)
+
+
+@app.command()
+def reject(version: str, reason: Reason, approver: Person = None, wait: Wait = 120) -> None:
+    """Reject a challenger awaiting approval: the champion stays."""
+    _decide("reject", version, reason, approver, wait)
+
+
+def _decide(decision: str, version: str, reason: str, approver: str | None, wait: float) -> None:
+    settings = load_settings(runs_flows=True)
+    form = {"decision": decision, "approver": approver or getpass.getuser(), "reason": reason}
+    with quiet_libraries():
+        waiting = run_step(
+            "look for the run waiting for approval", lambda: _waiting(settings, version)
+        )
+        if waiting is not None:
+            state = run_step(f"resume flow run {waiting}", lambda: _resume(waiting, form, wait))
+            if state is None:
+                console.print(
+                    f"  resumed; a worker applies the decision when it picks up {waiting}"
+                )
+                return
+            if not state.is_completed():
+                console.print(
+                    f"[red]error:[/] approval run {state.name}: {escape(state.message or '')}"
+                )
+                raise typer.Exit(EXIT_FAILED)
+        else:
+            from flows.approval_flow import ApprovalForm, approve_churn_model
+
+            run_step("approval flow", lambda: approve_churn_model(version, ApprovalForm(**form)))
+    _show(settings, version)
+
+
+def _waiting(settings: Settings, version: str) -> str | None:
+    """The paused or suspended approval run of the version, if this Prefect API knows one."""
+    from mlflow import MlflowClient
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    from flows import governance
+
+    registry = MlflowClient(settings.tracking_uri)
+    tags = governance.version_tags(registry, settings.mlflow.model_name, version)
+    run_id = tags.get(governance.APPROVAL_FLOW_RUN)
+    if run_id is None or tags.get(governance.APPROVAL) != "pending":
+        return None
+    with get_client(sync_client=True) as client:
+        try:
+            state = client.read_flow_run(UUID(run_id)).state
+        except ObjectNotFound:  # asked through another Prefect API
+            return None
+    return run_id if state is not None and state.is_paused() else None
+
+
+def _resume(run_id: str, form: dict[str, str], wait: float) -> Any:
+    """Resume with the decision; the run's final state, or None if it is still going."""
+    from prefect.client.orchestration import get_client
+    from prefect.flow_runs import resume_flow_run
+
+    resume_flow_run(UUID(run_id), run_input=form)
+    deadline = time.monotonic() + wait
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            state = client.read_flow_run(UUID(run_id)).state
+            if state is not None and state.is_final():
+                return state
+            time.sleep(0.5)
+    return None
+
+
+def _show(settings: Settings, version: str) -> None:
+    from mlflow import MlflowClient
+
+    from flows import registry
+
+    client, name = MlflowClient(settings.tracking_uri), settings.mlflow.model_name
+    tags = client.get_model_version(name, version).tags
+    console.print(
+        f"  v{version}: status {tags.get('status')}, approval {tags.get('approval', 'none')}; "
+        f"champion is v{registry.champion_version(client, name) or 'none'}"
+    )
+
+
+@app.command()
+def history(
+    version: Annotated[str | None, typer.Option(help="Only entries about this version.")] = None,
+) -> None:
+    """The audit history: every registration, approval, promotion and rollback, oldest first."""
+    from flows import history as audit
+
+    settings = load_settings()
+
+    def read() -> list[audit.Entry]:
+        from mlflow import MlflowClient
+
+        return audit.read(MlflowClient(settings.tracking_uri), settings.mlflow.model_name, version)
+
+    entries = run_step("read the audit history", read)
+    table = Table("when (UTC)", "action", "version", "champion", "who", "why")
+    for entry in entries:
+        moved = f"v{entry.from_version or '-'} -> v{entry.to_version}" if entry.to_version else ""
+        table.add_row(
+            entry.at[:19], entry.action, f"v{entry.version}", moved, entry.actor, entry.reason
+        )
+    console.print(table)
+    experiment = audit.experiment_name(settings.mlflow.model_name)
+    console.print(f"  {len(entries)} entries, kept in MLflow experiment '{experiment}'")
+
+
+@app.command()
+def rollback(
+    reason: Reason,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            help="Version to restore (default: the previous champion that passed its gates)."
+        ),
+    ] = None,
+    requested_by: Person = None,
+    redeploy: Annotated[
+        bool, typer.Option(help="Then reload the scoring service and smoke-check it.")
+    ] = True,
+    service_url: Annotated[
+        str | None, typer.Option(help="Scoring service (default from settings).")
+    ] = None,
+) -> None:
+    """Move `champion` back to an earlier approved version, record it, and redeploy."""
+    settings = load_settings(runs_flows=True)
+    with quiet_libraries():
+        from flows.rollback_flow import RollbackParameters, rollback_churn_model
+
+        parameters = RollbackParameters(
+            requested_by=requested_by or getpass.getuser(),
+            reason=reason,
+            to_version=to,
+            redeploy=redeploy,
+            service_url=service_url,
+        )
+        outcome = run_step("rollback flow", lambda: rollback_churn_model(parameters))
+    console.print(
+        f"  champion v{outcome.rolled_back_version} -> v{outcome.restored_version}"
+        + ("; redeployed" if outcome.redeployed else "; not redeployed (--no-redeploy)")
+    )
+    _show(settings, outcome.restored_version)

@@ -1,0 +1,44 @@
+"""The registry lock: a Prefect global concurrency limit of one slot per registered model.
+
+MLflow has no compare-and-set on aliases. Every promotion, approval and rollback takes this
+lock before it reads the champion and moves it, so two workers talking to the same Prefect API
+can never both move `champion` from the same version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
+
+
+class RegistryLockError(Exception):
+    """The registry lock could not be taken in time; nothing was changed."""
+
+
+def lock_name(model_name: str) -> str:
+    return f"mlops-registry-{model_name}"
+
+
+@contextmanager
+def registry_lock(model_name: str, timeout_seconds: float) -> Iterator[None]:
+    """Hold the model's registry lock; create the one-slot limit on first use."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.concurrency.sync import concurrency
+    from prefect.exceptions import ObjectAlreadyExists
+
+    name = lock_name(model_name)
+    with get_client(sync_client=True) as client, suppress(ObjectAlreadyExists):
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+    with ExitStack() as held:
+        try:
+            held.enter_context(
+                concurrency(name, occupy=1, timeout_seconds=timeout_seconds, strict=True)
+            )
+        except TimeoutError as error:
+            raise RegistryLockError(
+                f"The registry lock '{name}' was not free within {timeout_seconds:.0f} s: "
+                "another promotion or rollback holds it (see Concurrency in the Prefect UI). "
+                "Nothing was changed; try again, or raise MLOPS_GOVERNANCE__LOCK_TIMEOUT_SECONDS."
+            ) from error
+        yield

@@ -42,7 +42,7 @@ class ApprovalOutcome:
     """What the decision did to the registry."""
 
     version: str
-    decision: str  # approved | rejected | timed_out
+    decision: str  # approved | rejected
     champion: str | None
     message: str
 
@@ -67,7 +67,7 @@ def _wait_for_decision(
     try:
         if seconds <= 0:
             return None
-        if flow_run.get_deployment_id():  # exit and free the worker until the form comes
+        if _deployed():  # exit and free the worker until the form comes
             return suspend_flow_run(wait_for_input=ApprovalForm, timeout=seconds, key=key)
         return pause_flow_run(
             wait_for_input=ApprovalForm, timeout=seconds, poll_interval=poll_seconds, key=key
@@ -76,10 +76,12 @@ def _wait_for_decision(
         return None
 
 
-def _rejected(version: str, decision: str, message: str) -> Any:
-    print(message)
-    outcome = ApprovalOutcome(version, decision, None, message)
-    return Completed(name="Rejected", message=message, data=outcome)
+def _deployed() -> bool:
+    """Whether this very run (not a parent) belongs to a deployment, which suspending needs."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    return bool(context and context.flow_run and context.flow_run.deployment_id)
 
 
 @flow(name="approve-churn-model", log_prints=True)
@@ -99,27 +101,29 @@ def approve_churn_model(version: str, decision: ApprovalForm | None = None) -> A
     if decision is None:
         with registry_lock(name, lock):
             governance.expire(client, name, version, actor=actor, now=governance.now_utc())
-        return _rejected(version, "timed_out", f"v{version}: no decision before {deadline}")
+        # Prefect fails a run whose pause timed out whatever it returns; say why it failed.
+        raise governance.ApprovalExpiredError(
+            f"No decision on v{version} before {deadline.isoformat()}: recorded as timed out "
+            "(rejected). The champion is unchanged; retrain to ask again."
+        )
 
     logger = get_run_logger()
     logger.info("%s decided %s: %s", decision.approver, decision.decision, decision.reason)
-    try:
-        with registry_lock(name, lock):
-            promotion = governance.decide(
-                client,
-                name,
-                version,
-                decision=decision.decision,
-                approver=decision.approver,
-                reason=decision.reason,
-                actor=actor,
-            )
-    except governance.ApprovalExpiredError as error:
-        return _rejected(version, "timed_out", str(error))
-    if promotion is None:
-        return _rejected(
-            version, "rejected", f"v{version} rejected by {decision.approver}: {decision.reason}"
+    with registry_lock(name, lock):
+        promotion = governance.decide(
+            client,
+            name,
+            version,
+            decision=decision.decision,
+            approver=decision.approver,
+            reason=decision.reason,
+            actor=actor,
         )
+    if promotion is None:
+        message = f"v{version} rejected by {decision.approver}: {decision.reason}"
+        print(message)
+        outcome = ApprovalOutcome(version, "rejected", None, message)
+        return Completed(name="Rejected", message=message, data=outcome)
     if promotion.moved:
         emit_event(
             event=events.MODEL_PROMOTED,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import time
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -76,6 +77,9 @@ def _waiting(settings: Settings, version: str) -> str | None:
     run_id = tags.get(governance.APPROVAL_FLOW_RUN)
     if run_id is None or tags.get(governance.APPROVAL) != "pending":
         return None
+    if governance.now_utc() > datetime.fromisoformat(tags[governance.APPROVAL_DEADLINE]):
+        return None  # Prefect refuses to resume it; deciding directly records the timeout
+
     with get_client(sync_client=True) as client:
         try:
             state = client.read_flow_run(UUID(run_id)).state

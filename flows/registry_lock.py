@@ -25,11 +25,16 @@ def registry_lock(model_name: str, timeout_seconds: float) -> Iterator[None]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from prefect.concurrency.sync import concurrency
-    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
     name = lock_name(model_name)
-    with get_client(sync_client=True) as client, suppress(ObjectAlreadyExists):
-        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            with suppress(ObjectAlreadyExists):  # another worker created it meanwhile
+                limit = GlobalConcurrencyLimitCreate(name=name, limit=1)
+                client.create_global_concurrency_limit(limit)
     with ExitStack() as held:
         try:
             held.enter_context(

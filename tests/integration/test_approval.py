@@ -1,0 +1,216 @@
+"""Approval under the manual policy: a real approval run pauses on the real Prefect API and is
+resumed with approve, with reject, or not at all; only an approval moves `champion`."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from typer.testing import CliRunner
+
+from flows import governance, history, registry
+from flows.approval_flow import ApprovalOutcome, approve_churn_model
+from flows.cli import app
+from flows.settings import Settings
+from flows.training_flow import TrainingOutcome, TrainingParameters, train_churn_model
+from tests.support import END_OF_DATA, seed_workspace, use_workspace
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
+
+
+@pytest.fixture(scope="module")
+def approval_home(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> Path:
+    """A workspace whose v1 became champion under the auto policy."""
+    home = tmp_path_factory.mktemp("approval") / "workspace"
+    with pytest.MonkeyPatch.context() as patch:
+        seed_workspace(use_workspace(patch, home))
+        first = train_churn_model(
+            TrainingParameters(as_of=END_OF_DATA - timedelta(days=7), reason="test-first")
+        )
+    assert first.status == "champion"
+    return home
+
+
+@pytest.fixture
+def manual(monkeypatch: pytest.MonkeyPatch, approval_home: Path) -> Settings:
+    """The module's workspace under the manual policy, checking for a decision every second."""
+    monkeypatch.setenv("MLOPS_PROMOTION_POLICY", "manual")
+    monkeypatch.setenv("MLOPS_GOVERNANCE__APPROVAL_POLL_SECONDS", "1")
+    return use_workspace(monkeypatch, approval_home)
+
+
+def _client(settings: Settings) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(settings.tracking_uri)
+
+
+def _challenger(settings: Settings) -> TrainingOutcome:
+    """Train under the manual policy: the version passes its gates and waits."""
+    champion = registry.champion_version(_client(settings), settings.mlflow.model_name)
+    outcome = train_churn_model(TrainingParameters(reason="test-manual"))
+    assert outcome.status == "challenger", outcome.gate_summary
+    assert registry.champion_version(_client(settings), settings.mlflow.model_name) == champion
+    return outcome
+
+
+class ApprovalRuns:
+    """Approval flows started in threads, each awaited until it is paused."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.results: dict[str, Any] = {}
+        self.threads: list[threading.Thread] = []
+
+    def start(self, version: str) -> tuple[str, threading.Thread]:
+        def run() -> None:
+            self.results[version] = approve_churn_model(version)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+        return _paused_run(self.settings, version), thread
+
+
+@pytest.fixture
+def approval_runs(manual: Settings) -> Iterator[ApprovalRuns]:
+    runs = ApprovalRuns(manual)
+    yield runs
+    for thread in runs.threads:
+        thread.join(timeout=60)
+
+
+def _paused_run(settings: Settings, version: str, timeout: float = 90) -> str:
+    from prefect import get_client
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tags = governance.version_tags(_client(settings), settings.mlflow.model_name, version)
+        run_id = tags.get(governance.APPROVAL_FLOW_RUN)
+        if run_id:
+            with get_client(sync_client=True) as client:
+                state = client.read_flow_run(UUID(run_id)).state
+            if state is not None and state.is_paused():
+                return run_id
+        time.sleep(0.5)
+    raise AssertionError(f"no paused approval run for v{version} after {timeout} s")
+
+
+def _actions(settings: Settings, version: str) -> list[str]:
+    entries = history.read(_client(settings), settings.mlflow.model_name, version)
+    return [entry.action for entry in entries]
+
+
+def test_the_form_has_no_default_decision() -> None:
+    from flows.approval_flow import ApprovalForm
+
+    schema = ApprovalForm.model_json_schema()
+    assert {"decision", "approver", "reason"} <= set(schema["required"])
+    assert "default" not in schema["properties"]["decision"]
+
+
+def test_approve_from_the_cli_resumes_the_paused_run_and_promotes(
+    manual: Settings, approval_runs: ApprovalRuns
+) -> None:
+    outcome = _challenger(manual)
+    before = registry.champion_version(_client(manual), manual.mlflow.model_name)
+    run_id, thread = approval_runs.start(outcome.version)
+
+    result = CliRunner().invoke(
+        app, ["approve", outcome.version, "--reason", "holdout reviewed", "--approver", "alice"]
+    )
+    thread.join(timeout=60)
+
+    assert result.exit_code == 0, result.output
+    assert run_id in result.output
+    approved: ApprovalOutcome = approval_runs.results[outcome.version]
+    assert approved.decision == "approved"
+    assert registry.champion_version(_client(manual), manual.mlflow.model_name) == outcome.version
+    tags = governance.version_tags(_client(manual), manual.mlflow.model_name, outcome.version)
+    assert (tags["approval"], tags["decided_by"], tags["status"]) == (
+        "approved",
+        "alice",
+        "champion",
+    )
+    assert tags["previous_champion"] == before
+    assert _actions(manual, outcome.version) == [
+        "registered",
+        "approval_requested",
+        "approved",
+        "promoted",
+    ]
+    promoted = history.read(_client(manual), manual.mlflow.model_name, outcome.version)[-1]
+    assert (promoted.from_version, promoted.to_version, promoted.actor) == (
+        before,
+        outcome.version,
+        "alice",
+    )
+
+
+def test_reject_through_the_api_leaves_the_champion(
+    manual: Settings, approval_runs: ApprovalRuns
+) -> None:
+    from prefect.flow_runs import resume_flow_run
+
+    outcome = _challenger(manual)
+    before = registry.champion_version(_client(manual), manual.mlflow.model_name)
+    run_id, thread = approval_runs.start(outcome.version)
+
+    resume_flow_run(
+        UUID(run_id),
+        run_input={"decision": "reject", "approver": "bob", "reason": "slice too small"},
+    )
+    thread.join(timeout=60)
+
+    assert approval_runs.results[outcome.version].decision == "rejected"
+    assert registry.champion_version(_client(manual), manual.mlflow.model_name) == before
+    assert (
+        registry.aliases(_client(manual), manual.mlflow.model_name).get("challenger")
+        != outcome.version
+    )
+    tags = governance.version_tags(_client(manual), manual.mlflow.model_name, outcome.version)
+    assert (tags["approval"], tags["status"], tags["decided_by"]) == ("rejected", "rejected", "bob")
+    assert _actions(manual, outcome.version)[-1] == "approval_rejected"
+
+
+def test_no_decision_before_the_deadline_counts_as_rejected(
+    manual: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLOPS_GOVERNANCE__APPROVAL_TIMEOUT_SECONDS", "4")
+    outcome = _challenger(manual)
+    before = registry.champion_version(_client(manual), manual.mlflow.model_name)
+
+    with pytest.raises(governance.ApprovalExpiredError, match="recorded as timed out"):
+        approve_churn_model(outcome.version)  # pauses; nobody answers
+
+    assert registry.champion_version(_client(manual), manual.mlflow.model_name) == before
+    tags = governance.version_tags(_client(manual), manual.mlflow.model_name, outcome.version)
+    assert (tags["approval"], tags["status"]) == ("timed_out", "rejected")
+    assert _actions(manual, outcome.version)[-1] == "approval_timed_out"
+    late = CliRunner().invoke(app, ["approve", outcome.version, "--reason", "too late"])
+    assert late.exit_code == 1
+    assert "not awaiting approval (approval: timed_out" in " ".join(late.output.split())
+
+
+def test_cli_decides_directly_when_no_run_waits(manual: Settings) -> None:
+    outcome = _challenger(manual)
+    before = registry.champion_version(_client(manual), manual.mlflow.model_name)
+
+    result = CliRunner().invoke(
+        app, ["reject", outcome.version, "--reason", "not this week", "--approver", "carol"]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert registry.champion_version(_client(manual), manual.mlflow.model_name) == before
+    assert _actions(manual, outcome.version)[-1] == "approval_rejected"
+    wide = {"COLUMNS": "250"}  # one line per entry
+    shown = CliRunner().invoke(app, ["history", "--version", outcome.version], env=wide)
+    assert shown.exit_code == 0, shown.output
+    for action in ("registered", "approval_requested", "approval_rejected", "carol"):
+        assert action in shown.output

@@ -124,12 +124,11 @@ def approve_churn_model(version: str, decision: ApprovalForm | None = None) -> A
         print(message)
         outcome = ApprovalOutcome(version, "rejected", None, message)
         return Completed(name="Rejected", message=message, data=outcome)
-    if promotion.moved:
-        emit_event(
-            event=events.MODEL_PROMOTED,
-            resource=events.model_resource(name),
-            payload={"version": version, "previous_version": promotion.previous},
-        )
+    emit_event(
+        event=events.MODEL_PROMOTED,
+        resource=events.model_resource(name),
+        payload={"version": version, "previous_version": promotion.previous},
+    )
     message = f"v{version} approved by {decision.approver} and promoted to champion"
     print(message)
     return ApprovalOutcome(version, "approved", version, message)

@@ -148,12 +148,20 @@ def _train(settings: Settings, parameters: dict[str, Any]) -> Any:
 
 def _report_outcome(settings: Settings, outcome: Any, exit_if_rejected: bool = True) -> None:
     console.print(f"  model {settings.mlflow.model_name} v{outcome.version}: {outcome.status}")
-    console.print(f"  gates: {outcome.gate_summary}")
+    if outcome.status == "superseded":
+        console.print(f"[yellow]superseded[/]: {outcome.gate_summary}")
+    else:
+        console.print(f"  gates: {outcome.gate_summary}")
     if outcome.status == "rejected":
         champion = outcome.previous_champion or "none"
         console.print(f"[yellow]rejected[/]: the champion is unchanged (v{champion}).")
-        if exit_if_rejected:
-            raise typer.Exit(EXIT_REJECTED)
+    if outcome.status == "challenger":
+        console.print(
+            f"  awaiting approval (policy manual): `mlops approve {outcome.version} --reason ...`"
+            f" or `mlops reject {outcome.version} --reason ...`"
+        )
+    if outcome.status in ("rejected", "superseded") and exit_if_rejected:
+        raise typer.Exit(EXIT_REJECTED)
 
 
 @app.command()

@@ -24,6 +24,7 @@ APPROVAL_DEADLINE = "approval_deadline"
 APPROVAL_FLOW_RUN = "approval_flow_run_id"
 EVALUATED_AGAINST = "mlops.champion_at_training"
 FLOW_RUN = "mlops.flow_run_id"
+REQUEST_KEY = "mlops.request_key"  # digest of data, features, code, lock, parameters, seed
 GATES_PASSED = "gates.passed"
 TAG_LIMIT = 5000
 
@@ -114,38 +115,47 @@ def promote(
     evidence: dict[str, str] | None = None,
 ) -> Promotion:
     """Move `champion` to the version only if it still points where the version was compared
-    (compare-and-set); a retry after the move changes nothing."""
-    tags = version_tags(client, name, version)
-    expected = tagged_version(tags, EVALUATED_AGAINST)
+    (compare-and-set) and is not the same request; a retry after the move changes nothing."""
+    tags, evidence = version_tags(client, name, version), evidence or {}
     current = registry.champion_version(client, name)
     if current == version:
         previous = tagged_version(tags, "previous_champion")
         if not has(client, name, Action.PROMOTED, version):  # the run stopped before writing it
-            entry = Entry(
-                Action.PROMOTED, version, actor, reason, previous, version, evidence or {}
-            )
+            entry = Entry(Action.PROMOTED, version, actor, reason, previous, version, evidence)
             append(client, name, entry)
         return Promotion(version, previous, moved=False)
+    refusal = _refusal(client, name, version, tags, current)
+    if refusal is not None:
+        _set_tags(client, name, version, {"status": "superseded", "status_reason": refusal})
+        _drop_challenger(client, name, version)
+        entry = Entry(Action.PROMOTION_REFUSED, version, actor, refusal, current, None, evidence)
+        append(client, name, entry)
+        raise StaleChampionError(refusal)
+    moved_from = registry.promote(client, name, version, actor, reason)
+    entry = Entry(Action.PROMOTED, version, actor, reason, moved_from, version, evidence)
+    append(client, name, entry)
+    return Promotion(version, moved_from, moved=True)
+
+
+def _refusal(
+    client: MlflowClient, name: str, version: str, tags: dict[str, str], current: str | None
+) -> str | None:
+    """Why the version may not replace the current champion, or None."""
+    expected = tagged_version(tags, EVALUATED_AGAINST)
     if current != expected:
-        message = (
+        return (
             f"v{version} was compared with champion v{expected or 'none'}, but the champion is "
             f"now v{current or 'none'} (promoted meanwhile, e.g. by a concurrent run). Retrain "
             "or re-run its gates against the current champion. The champion was not changed."
         )
-        _set_tags(client, name, version, {"status": "superseded", "status_reason": message})
-        _drop_challenger(client, name, version)
-        entry = Entry(
-            Action.PROMOTION_REFUSED, version, actor, message, current, version, evidence or {}
+    key = tags.get(REQUEST_KEY)
+    if current is not None and key and version_tags(client, name, current).get(REQUEST_KEY) == key:
+        return (
+            f"v{version} was trained from the same data, features, code, lock and parameters as "
+            f"champion v{current} (a duplicate request, e.g. concurrent retrains of one window). "
+            "The champion was not changed."
         )
-        append(client, name, entry)
-        raise StaleChampionError(message)
-    moved_from = registry.promote(client, name, version, actor, reason)
-    append(
-        client,
-        name,
-        Entry(Action.PROMOTED, version, actor, reason, moved_from, version, evidence or {}),
-    )
-    return Promotion(version, moved_from, moved=True)
+    return None
 
 
 def request_approval(

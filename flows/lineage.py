@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import resource
 import subprocess
 import time
@@ -85,6 +86,11 @@ class Lineage:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def request_key(self) -> str:
+        """Digest of everything that decides the model: equal keys train identical models."""
+        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def to_tags(self) -> dict[str, str]:
         """Flat `lineage.*` tags for the MLflow run and model version."""

@@ -300,6 +300,7 @@ def register_candidate(
             **report.to_tags(),
             "gates.summary": report.summary(),
             governance.FLOW_RUN: _flow_run_key(),
+            governance.REQUEST_KEY: bundle.request_key(),
             governance.EVALUATED_AGAINST: evaluation.champion_version or "none",
         },
     )
@@ -362,12 +363,12 @@ def settle_candidate(settings: Settings, version: str) -> TrainingOutcome:
             )
     except governance.StaleChampionError as error:
         return TrainingOutcome("superseded", version, run_id, previous, str(error))
-    if promotion.moved:
-        emit_event(
-            event=events.MODEL_PROMOTED,
-            resource=resource,
-            payload={"version": version, "previous_version": promotion.previous, "run_id": run_id},
-        )
+    # Also when a retry finds the move done: the first attempt may have stopped before telling.
+    emit_event(
+        event=events.MODEL_PROMOTED,
+        resource=resource,
+        payload={"version": version, "previous_version": promotion.previous, "run_id": run_id},
+    )
     return TrainingOutcome("champion", version, run_id, promotion.previous, summary)
 
 

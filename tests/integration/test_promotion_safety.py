@@ -1,0 +1,143 @@
+"""Safe promotion: concurrent retrains of one window promote once, and a retried run neither
+registers a second version nor moves `champion` twice."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows import events, history, registry
+from flows.settings import PROJECT_ROOT, Settings
+from flows.training_flow import TrainingParameters, train_churn_model
+from tests.support import END_OF_DATA, seed_workspace, use_workspace
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
+CONCURRENT_RUNS = 4
+
+
+@pytest.fixture(scope="module")
+def safety_home(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> Path:
+    """A workspace whose v1, trained a week before the end of the data, is champion.
+    Later tests train later windows, so no candidate's holdout is in a champion's training rows."""
+    home = tmp_path_factory.mktemp("safety") / "workspace"
+    with pytest.MonkeyPatch.context() as patch:
+        seed_workspace(use_workspace(patch, home))
+        first = train_churn_model(
+            TrainingParameters(as_of=END_OF_DATA - timedelta(days=7), reason="test-first")
+        )
+    assert first.status == "champion", first.gate_summary
+    return home
+
+
+@pytest.fixture
+def settings(monkeypatch: pytest.MonkeyPatch, safety_home: Path) -> Settings:
+    return use_workspace(monkeypatch, safety_home)
+
+
+def _client(settings: Settings) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(settings.tracking_uri)
+
+
+def _versions(settings: Settings) -> set[str]:
+    query = f"name='{settings.mlflow.model_name}'"
+    return {str(found.version) for found in _client(settings).search_model_versions(query)}
+
+
+def _promotions(settings: Settings, versions: set[str]) -> list[history.Entry]:
+    entries = history.read(_client(settings), settings.mlflow.model_name)
+    return [e for e in entries if e.action == history.Action.PROMOTED and e.version in versions]
+
+
+class CrashOnce:
+    """Raise once from the wrapped call, as a worker dying at that point would stop the run."""
+
+    def __init__(self, call: Any, when: Any = lambda *args, **kwargs: True) -> None:
+        self.call, self.when, self.crashed = call, when, False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.crashed and self.when(*args, **kwargs):
+            self.crashed = True
+            raise RuntimeError("injected crash")
+        return self.call(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("crash_point", "days_before_end"),
+    [("after registration", 4), ("after promotion", 2)],
+)
+def test_a_retried_run_registers_once_and_moves_the_alias_once(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, crash_point: str, days_before_end: int
+) -> None:
+    import flows.training_flow as training_flow
+
+    if crash_point == "after registration":  # the version exists, its gate outcome does not
+        crash = CrashOnce(registry.record_outcome)
+        monkeypatch.setattr(registry, "record_outcome", crash)
+    else:  # the alias moved, the event was not sent
+        crash = CrashOnce(
+            training_flow.emit_event, when=lambda **kw: kw["event"] == events.MODEL_PROMOTED
+        )
+        monkeypatch.setattr(training_flow, "emit_event", crash)
+    before = _versions(settings)
+    retried = train_churn_model.with_options(retries=1, retry_delay_seconds=0)
+
+    outcome = retried(
+        TrainingParameters(as_of=END_OF_DATA - timedelta(days=days_before_end), reason="retry")
+    )
+
+    assert crash.crashed
+    assert _versions(settings) - before == {outcome.version}
+    assert outcome.status == "champion", outcome.gate_summary
+    assert registry.champion_version(_client(settings), "churn") == outcome.version
+    assert len(_promotions(settings, {outcome.version})) == 1
+    actions = [e.action for e in history.read(_client(settings), "churn", outcome.version)]
+    assert actions == ["registered", "promoted"]
+
+
+def test_concurrent_retrains_of_one_window_promote_exactly_once(settings: Settings) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    before, champion = _versions(settings), registry.champion_version(_client(settings), "churn")
+    environment = os.environ | {"PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    command = [
+        str(Path(sys.executable).with_name("mlops")),
+        "train",
+        "--as-of",
+        END_OF_DATA.isoformat(),
+    ]
+    runs = [
+        subprocess.Popen(
+            [*command, "--reason", f"race-{index}"],
+            cwd=PROJECT_ROOT,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for index in range(CONCURRENT_RUNS)
+    ]
+    outputs = [run.communicate(timeout=600)[0] for run in runs]
+
+    new = _versions(settings) - before
+    assert len(new) == CONCURRENT_RUNS, outputs
+    statuses = Counter(
+        _client(settings).get_model_version("churn", version).tags["status"] for version in new
+    )
+    assert statuses == {"champion": 1, "superseded": CONCURRENT_RUNS - 1}, outputs
+    promoted = _promotions(settings, new)
+    assert len(promoted) == 1
+    assert promoted[0].from_version == champion
+    assert registry.champion_version(_client(settings), "churn") == promoted[0].version
+    # The losers exit 3 (champion unchanged) and say why; the winner exits 0.
+    assert sorted(run.returncode for run in runs) == [0] + [3] * (CONCURRENT_RUNS - 1), outputs
+    refused = history.read(_client(settings), "churn")
+    assert sum(e.action == history.Action.PROMOTION_REFUSED for e in refused) >= 3

@@ -349,5 +349,47 @@ def serve(
         serving.serve(settings)
 
 
+# `mlops reproduce`: exit 0 exact, 4 something differs, 1 the version cannot be reproduced.
+EXIT_NOT_REPRODUCED = 4
+
+
+@app.command()
+def reproduce(
+    version: Annotated[str, typer.Argument(help="Registered version of the model, e.g. 3.")],
+) -> None:
+    """Rebuild a version's training set from its lineage, retrain it, and compare digests,
+    metrics and predictions; exit 4 naming what changed when it is not exact."""
+    from rich.table import Table
+
+    from flows.reproduce import ReproductionError
+    from flows.reproduce import reproduce as reproduce_version
+
+    settings = _settings()
+    name = settings.mlflow.model_name
+    try:
+        with _quiet_libraries():
+            report = _run(
+                f"reproduce {name} v{version}", lambda: reproduce_version(settings, version)
+            )
+    except ReproductionError as error:
+        console.print(f"[red]error[/] in reproduce {name} v{version}: {escape(str(error))}")
+        raise typer.Exit(EXIT_FAILED) from None
+    title = f"{name} v{version}, MLflow run {report.run_id}"
+    table = Table("check", "expected", "found", "outcome", "meaning", title=title)
+    colour = {"same": "green", "DIFFERS": "red", "unknown": "yellow"}
+    for row in report.to_rows():
+        outcome = f"[{colour[row['outcome']]}]{row['outcome']}[/]"
+        table.add_row(
+            *(escape(row[k]) for k in ("check", "expected", "found")),
+            outcome,
+            escape(row["meaning"]),
+        )
+    console.print(table)
+    if not report.exact:
+        console.print(f"[yellow]not exact[/]: {escape(report.verdict())}")
+        raise typer.Exit(EXIT_NOT_REPRODUCED)
+    console.print(f"[green]exact[/]: {escape(report.verdict())}")
+
+
 if __name__ == "__main__":
     app()

@@ -357,8 +357,8 @@ EXIT_NOT_REPRODUCED = 4
 def reproduce(
     version: Annotated[str, typer.Argument(help="Registered version of the model, e.g. 3.")],
 ) -> None:
-    """Rebuild a version's training set from its lineage, retrain it, and compare digests,
-    metrics and predictions; exit 4 naming what changed when it is not exact."""
+    """Rebuild a version's training set from its lineage, retrain it, compare digests, metrics
+    and predictions: exit 0 exact, 4 naming what changed, 1 no such version."""
     from rich.table import Table
 
     from flows.reproduce import ReproductionError

@@ -318,9 +318,15 @@ def read_version(client: MlflowClient, name: str, version: str) -> RecordedVersi
     except MlflowException as error:
         if error.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             raise
+        known = known_versions(client, name)
+        if not known:
+            raise ReproductionError(
+                f"Model '{name}' has no registered versions in {client.tracking_uri}. Train one "
+                "first (`mlops train`), or set MLOPS_MLFLOW__MODEL_NAME to your model."
+            ) from None
         raise ReproductionError(
-            f"Model '{name}' has no version '{version}' (versions: "
-            f"{', '.join(known_versions(client, name)) or 'none'}). Pass one of those."
+            f"Model '{name}' has no version '{version}' (versions: {', '.join(known)}). "
+            "Pass one of those."
         ) from None
     run_id = str(model_version.run_id)
     run = client.get_run(run_id)

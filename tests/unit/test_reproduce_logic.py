@@ -11,7 +11,8 @@ import pytest
 
 from flows.features import TrainingSetKeys
 from flows.lineage import NOT_RECORDED, CodeVersion, Lineage
-from flows.reproduce import (
+from flows.reproduce import holdout_days
+from flows.reproduction_checks import (
     Check,
     Observed,
     ReproductionReport,
@@ -19,7 +20,6 @@ from flows.reproduce import (
     compare_metrics,
     compare_predictions,
     compare_split,
-    holdout_days,
 )
 from flows.training import split_by_time
 

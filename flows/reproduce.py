@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -95,7 +95,7 @@ def _read_lineage(
             return Lineage.from_dict(json.loads(Path(path).read_text()))
         except (MlflowException, OSError):
             pass  # an older or partial run: the tags carry the same bundle
-    model_fields = training.ModelParameters.__dataclass_fields__
+    model_fields = {item.name for item in fields(training.ModelParameters)}
     model_parameters = {
         name: float(value) if name == "learning_rate" else int(value)
         for name, value in parameters.items()

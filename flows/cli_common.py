@@ -18,6 +18,7 @@ T = TypeVar("T")
 
 EXIT_FAILED = 1
 EXIT_REJECTED = 3
+EXIT_NOT_REPRODUCED = 4
 
 
 def load_settings(runs_flows: bool = False) -> Settings:

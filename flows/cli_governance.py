@@ -1,4 +1,4 @@
-"""`mlops approve|reject|history|rollback`: the governed registry from a terminal."""
+"""`mlops approve|reject|history|rollback|reproduce`: the governed registry from a terminal."""
 
 from __future__ import annotations
 
@@ -12,7 +12,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from flows.cli_common import EXIT_FAILED, console, load_settings, quiet_libraries, run_step
+from flows.cli_common import (
+    EXIT_FAILED,
+    EXIT_NOT_REPRODUCED,
+    console,
+    load_settings,
+    quiet_libraries,
+    run_step,
+)
 from flows.settings import Settings
 
 app = typer.Typer()
@@ -178,3 +185,39 @@ def rollback(
         + ("; redeployed" if outcome.redeployed else "; not redeployed (--no-redeploy)")
     )
     _show(settings, outcome.restored_version)
+
+
+@app.command()
+def reproduce(
+    version: Annotated[str, typer.Argument(help="Registered version of the model, e.g. 3.")],
+) -> None:
+    """Rebuild a version's training set from its lineage, retrain it, compare digests, metrics
+    and predictions: exit 0 exact, 4 naming what changed, 1 no such version."""
+    from flows.reproduce import ReproductionError
+    from flows.reproduce import reproduce as reproduce_version
+
+    settings = load_settings()
+    name = settings.mlflow.model_name
+    try:
+        with quiet_libraries():
+            report = run_step(
+                f"reproduce {name} v{version}", lambda: reproduce_version(settings, version)
+            )
+    except ReproductionError as error:
+        console.print(f"[red]error[/] in reproduce {name} v{version}: {escape(str(error))}")
+        raise typer.Exit(EXIT_FAILED) from None
+    title = f"{name} v{version}, MLflow run {report.run_id}"
+    table = Table("check", "expected", "found", "outcome", "meaning", title=title)
+    colour = {"same": "green", "DIFFERS": "red", "unknown": "yellow"}
+    for row in report.to_rows():
+        outcome = f"[{colour[row['outcome']]}]{row['outcome']}[/]"
+        table.add_row(
+            *(escape(row[k]) for k in ("check", "expected", "found")),
+            outcome,
+            escape(row["meaning"]),
+        )
+    console.print(table)
+    if not report.exact:
+        console.print(f"[yellow]not exact[/]: {escape(report.verdict())}")
+        raise typer.Exit(EXIT_NOT_REPRODUCED)
+    console.print(f"[green]exact[/]: {escape(report.verdict())}")

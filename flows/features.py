@@ -278,6 +278,17 @@ def frame_digest(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
+def entity_rows_digest(frame: pd.DataFrame, keys: TrainingSetKeys) -> str:
+    """sha256 of the label rows alone (entity key, timestamp, label), whatever their order
+    and timestamp resolution: a label window and the training set built on it give the same."""
+    rows = frame[[keys.entity_key, keys.timestamp, keys.label]].copy()
+    rows[keys.timestamp] = pd.to_datetime(rows[keys.timestamp], utc=True).astype(
+        "datetime64[ns, UTC]"
+    )
+    ordered = rows.sort_values([keys.timestamp, keys.entity_key, keys.label], kind="stable")
+    return frame_digest(ordered.reset_index(drop=True))
+
+
 def materialize(store: FeatureStore, end: datetime) -> None:
     """Load the online store with the latest feature values up to `end`."""
     for view in store.list_feature_views():

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from flows import registry
+from flows import model_card, registry
 from flows.history import Action, Entry, append, has
 
 if TYPE_CHECKING:
@@ -94,6 +94,13 @@ def _set_tags(client: MlflowClient, name: str, version: str, tags: dict[str, str
         client.set_model_version_tag(name, version, key, value[:TAG_LIMIT])
 
 
+def _refresh_cards(client: MlflowClient, name: str, *versions: str | None) -> None:
+    """Rewrite the model card of every version whose tags a decision changed."""
+    for version in versions:
+        if version is not None:
+            model_card.refresh(client, name, version)
+
+
 def _drop_challenger(client: MlflowClient, name: str, version: str) -> None:
     if registry.aliases(client, name).get(registry.CHALLENGER) == version:
         client.delete_registered_model_alias(name, registry.CHALLENGER)
@@ -130,10 +137,12 @@ def promote(
         _drop_challenger(client, name, version)
         entry = Entry(Action.PROMOTION_REFUSED, version, actor, refusal, current, None, evidence)
         append(client, name, entry)
+        _refresh_cards(client, name, version)
         raise StaleChampionError(refusal)
     moved_from = registry.promote(client, name, version, actor, reason)
     entry = Entry(Action.PROMOTED, version, actor, reason, moved_from, version, evidence)
     append(client, name, entry)
+    _refresh_cards(client, name, version, moved_from)
     return Promotion(version, moved_from, moved=True)
 
 
@@ -172,6 +181,7 @@ def request_approval(
         version,
     )
     append(client, name, entry)
+    _refresh_cards(client, name, version)
 
 
 def open_request(client: MlflowClient, name: str, version: str) -> datetime:
@@ -232,6 +242,7 @@ def decide(
             evidence,
         )
         append(client, name, entry)
+        _refresh_cards(client, name, version)
         return None
     append(client, name, Entry(Action.APPROVED, version, approver, reason, None, version, evidence))
     return promote(
@@ -250,6 +261,7 @@ def expire(client: MlflowClient, name: str, version: str, *, actor: str, now: da
     )
     _drop_challenger(client, name, version)
     append(client, name, Entry(Action.APPROVAL_TIMED_OUT, version, actor, reason))
+    _refresh_cards(client, name, version)
 
 
 def expire_overdue(
@@ -341,4 +353,5 @@ def rollback(
     )
     entry = Entry(Action.ROLLED_BACK, current, actor, reason, current, target, evidence or {})
     append(client, name, entry)
+    _refresh_cards(client, name, current, target)
     return Promotion(target, current, moved=True)

@@ -7,13 +7,16 @@ import json
 import resource
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from flows.settings import PROJECT_ROOT
 
 LOCK_FILE = PROJECT_ROOT / "uv.lock"
+# The value of a lineage field that versions trained before the field existed do not carry.
+NOT_RECORDED = "not recorded"
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,9 @@ class Lineage:
     suite_success: bool
     seed: int
     parameters: dict[str, Any]
+    # Digest of the label rows alone (entity key, timestamp, label): tells changed labels apart
+    # from changed feature values when the training-set digest differs.
+    entity_rows_digest: str = NOT_RECORDED
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +97,28 @@ class Lineage:
         """Digest of everything that decides the model: equal keys train identical models."""
         text = json.dumps(self.to_dict(), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
+
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any]) -> Lineage:
+        """Read `lineage.json`; fields added since a version was trained take their defaults."""
+        names = {item.name for item in fields(cls)}
+        return cls(**{key: value for key, value in document.items() if key in names})
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, str], parameters: Mapping[str, Any]) -> Lineage:
+        """Rebuild the bundle from `lineage.*` tags (all text) and the model parameters."""
+        values: dict[str, Any] = {
+            item.name: tags[f"lineage.{item.name}"]
+            for item in fields(cls)
+            if f"lineage.{item.name}" in tags
+        }
+        for name in ("training_set_rows", "seed"):
+            if name in values:
+                values[name] = int(values[name])
+        for name in ("code_dirty", "suite_success"):
+            if name in values:
+                values[name] = values[name] == "True"  # to_tags writes str(bool)
+        return cls(**values, parameters=dict(parameters))
 
     def to_tags(self) -> dict[str, str]:
         """Flat `lineage.*` tags for the MLflow run and model version."""

@@ -22,6 +22,7 @@ from flows import (
     governance,
     history,
     lineage,
+    model_card,
     plots,
     registry,
     tracking,
@@ -177,6 +178,7 @@ def _lineage(
     training_set: TrainingSet,
     validation: ValidationResult,
     model_parameters: training.ModelParameters,
+    keys: features.TrainingSetKeys,
 ) -> lineage.Lineage:
     code = lineage.code_version()
     return lineage.Lineage(
@@ -194,6 +196,7 @@ def _lineage(
         suite_success=validation.success,
         seed=model_parameters.seed,
         parameters=asdict(model_parameters),
+        entity_rows_digest=features.entity_rows_digest(training_set.frame, keys),
     )
 
 
@@ -239,7 +242,7 @@ def log_run(
     """One MLflow run: parameters, metrics, plots, dataset, lineage, reference, model."""
     keys = features.keys_of(settings)
     columns = training.feature_columns(training_set.frame, keys)
-    bundle = _lineage(training_set, validation, model_parameters)
+    bundle = _lineage(training_set, validation, model_parameters, keys)
     y_holdout = split.holdout[keys.label].to_numpy()
     record = tracking.RunRecord(
         run_name=f"train-{training_set.window_end:%Y%m%d}-{parameters.reason}",
@@ -342,6 +345,7 @@ def settle_candidate(settings: Settings, version: str) -> TrainingOutcome:
         )
         tags = dict(client.get_model_version(name, version).tags)
     if not passed:
+        model_card.refresh(client, name, version)
         return TrainingOutcome("rejected", version, run_id, previous, summary)
     if settings.promotion_policy is PromotionPolicy.MANUAL:
         if governance.APPROVAL not in tags:

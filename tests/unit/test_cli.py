@@ -51,6 +51,12 @@ def test_help_lists_the_commands(runner: CliRunner) -> None:
         assert command in result.output
 
 
+def test_reproduce_help_names_its_exit_codes(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["reproduce", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "exit0exact,4namingwhatchanged,1nosuchversion" in flat(result.output)
+
+
 def test_simulate_writes_the_sources_and_prints_their_paths(runner: CliRunner, home: Path) -> None:
     result = runner.invoke(app, SIMULATE)
 

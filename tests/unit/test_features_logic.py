@@ -15,6 +15,7 @@ from flows.features import (
     LabelsError,
     TrainingSetKeys,
     definition_digest,
+    entity_rows_digest,
     frame_digest,
     open_store,
     read_labels,
@@ -125,6 +126,25 @@ def test_frame_digest_is_stable(labels: pd.DataFrame) -> None:
 )
 def test_frame_digest_changes_with_the_frame(labels: pd.DataFrame, change: Any) -> None:
     assert frame_digest(change(labels)) != frame_digest(labels)
+
+
+def test_entity_rows_digest_ignores_row_order_resolution_and_feature_columns(
+    labels: pd.DataFrame,
+) -> None:
+    training_set = labels.iloc[::-1].assign(plan="basic", sessions_7d=3)
+    training_set["event_timestamp"] = training_set["event_timestamp"].astype("datetime64[us, UTC]")
+    assert entity_rows_digest(training_set, KEYS) == entity_rows_digest(labels, KEYS)
+
+
+@pytest.mark.parametrize("column", ["customer_id", "event_timestamp", "churned"])
+def test_entity_rows_digest_changes_with_one_label_row(labels: pd.DataFrame, column: str) -> None:
+    changed = labels.copy()
+    changed.loc[2, column] = {
+        "customer_id": 9999,
+        "event_timestamp": DAYS[2] + pd.Timedelta(hours=1),
+        "churned": 1,
+    }[column]
+    assert entity_rows_digest(changed, KEYS) != entity_rows_digest(labels, KEYS)
 
 
 def test_definition_digest_ignores_key_order() -> None:

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from flows.lineage import CodeVersion, Lineage, ResourceMeter, code_version, file_digest
+from flows.lineage import (
+    NOT_RECORDED,
+    CodeVersion,
+    Lineage,
+    ResourceMeter,
+    code_version,
+    file_digest,
+)
 from flows.workspace import Workspace, WorkspaceError
 
 GIT_IDENTITY = ["-c", "user.name=Test", "-c", "user.email=test@example.com"]
@@ -116,6 +123,21 @@ def test_lineage_tags_are_prefixed_strings_without_parameters() -> None:
 
 def test_lineage_dict_keeps_the_parameters() -> None:
     assert LINEAGE.to_dict()["parameters"] == {"max_iter": 200, "learning_rate": 0.08}
+
+
+def test_lineage_reads_back_from_its_dict() -> None:
+    recorded = dataclasses.replace(LINEAGE, entity_rows_digest="e" * 64)
+    assert Lineage.from_dict(recorded.to_dict()) == recorded
+
+
+def test_lineage_of_an_older_run_lacks_the_entity_rows_digest() -> None:
+    older = {k: v for k, v in LINEAGE.to_dict().items() if k != "entity_rows_digest"}
+    assert Lineage.from_dict({**older, "retired_field": 1}).entity_rows_digest == NOT_RECORDED
+
+
+def test_lineage_reads_back_from_its_tags_and_the_parameters() -> None:
+    recorded = dataclasses.replace(LINEAGE, code_dirty=True, entity_rows_digest="e" * 64)
+    assert Lineage.from_tags(recorded.to_tags(), recorded.parameters) == recorded
 
 
 def test_ensure_creates_every_folder(tmp_path: Path) -> None:

@@ -1,0 +1,110 @@
+"""Rollback through the CLI and the flow: `champion` returns to an earlier approved version, the
+move is recorded and announced, the service serves it; a never-gated version is refused."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from flows import events, governance, history, registry
+from flows.cli import app
+from flows.rollback_flow import RollbackParameters, rollback_churn_model
+from flows.service_client import ServiceClient
+from flows.service_runner import running_service
+from flows.settings import Settings
+from flows.simulate import SimulationSpec
+from flows.training_flow import TrainingParameters, train_churn_model
+from tests.support import SMALL, seed_workspace, snapshot, use_workspace, wait_for_event
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
+
+
+@pytest.fixture(scope="module")
+def rollback_home(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> Path:
+    """Data up to today (the redeploy materializes now): v1 then v2 champions, v3 rejected."""
+    home = tmp_path_factory.mktemp("rollback") / "workspace"
+    spec = SimulationSpec(**{**vars(SMALL), "end": datetime.now(UTC).date()})
+    with pytest.MonkeyPatch.context() as patch:
+        data = seed_workspace(use_workspace(patch, home), spec)
+        last_label = data.labels["event_timestamp"].max().to_pydatetime()
+        first = train_churn_model(
+            TrainingParameters(as_of=last_label - timedelta(days=7), reason="test-first")
+        )
+        second = train_churn_model(TrainingParameters(reason="test-second"))
+        patch.setenv("MLOPS_GATES__MIN_ROC_AUC", "0.99")  # no model reaches it
+        third = train_churn_model(TrainingParameters(reason="test-rejected", seed=3))
+    statuses = [(o.version, o.status) for o in (first, second, third)]
+    assert statuses == [("1", "champion"), ("2", "champion"), ("3", "rejected")]
+    return home
+
+
+@pytest.fixture
+def settings(monkeypatch: pytest.MonkeyPatch, rollback_home: Path) -> Settings:
+    return use_workspace(monkeypatch, rollback_home)
+
+
+def _client(settings: Settings) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(settings.tracking_uri)
+
+
+def _champion(settings: Settings) -> str | None:
+    return registry.champion_version(_client(settings), settings.mlflow.model_name)
+
+
+def test_a_version_that_never_passed_its_gates_is_refused(settings: Settings) -> None:
+    before = snapshot(settings)
+
+    result = CliRunner().invoke(
+        app, ["rollback", "--to", "3", "--reason", "try v3", "--no-redeploy"]
+    )
+
+    assert result.exit_code == 1
+    assert "v3 never passed its gates" in " ".join(result.output.split())
+    assert snapshot(settings) == before
+
+
+def test_cli_rolls_back_to_the_previous_champion_and_records_it(settings: Settings) -> None:
+    assert _champion(settings) == "2"
+    since = datetime.now(UTC)
+
+    result = CliRunner().invoke(
+        app,
+        ["rollback", "--reason", "complaints about v2", "--requested-by", "dana", "--no-redeploy"],
+    )
+
+    assert result.exit_code == 0, result.output
+    assert _champion(settings) == "1"
+    tags = governance.version_tags(_client(settings), settings.mlflow.model_name, "2")
+    assert tags["status"] == "rolled_back"
+    assert tags["rolled_back_by"].startswith("dana via prefect-flow-run:")
+    entry = history.read(_client(settings), settings.mlflow.model_name, "2")[-1]
+    assert (entry.action, entry.from_version, entry.to_version) == ("rolled_back", "2", "1")
+    assert entry.reason == "complaints about v2"
+    announced = wait_for_event(events.MODEL_ROLLED_BACK, since)
+    assert announced[0].payload["restored_version"] == "1"
+    card = _client(settings).get_model_version(settings.mlflow.model_name, "2").description
+    assert "rolled" in card.lower()
+
+
+def test_the_flow_restores_a_named_version_and_redeploys_it(settings: Settings) -> None:
+    assert _champion(settings) == "1"
+    with running_service(settings) as url:
+        outcome = rollback_churn_model(
+            RollbackParameters(
+                requested_by="erin", reason="v2 was fine after all", to_version="2", service_url=url
+            )
+        )
+        with ServiceClient(url, token="", timeout=5.0) as service:  # health needs no token
+            served = service.health().model_version
+
+    assert (outcome.restored_version, outcome.rolled_back_version) == ("2", "1")
+    assert outcome.redeployed
+    assert _champion(settings) == served == "2"
+    actions = [e.action for e in history.read(_client(settings), settings.mlflow.model_name)]
+    assert actions.count("rolled_back") == 2

@@ -13,7 +13,8 @@ from rich.markup import escape
 
 from flows.settings import Settings
 
-console = Console(stderr=True)
+console = Console(stderr=True)  # progress and messages
+output = Console()  # data a user may pipe: tables
 T = TypeVar("T")
 
 EXIT_FAILED = 1

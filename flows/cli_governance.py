@@ -17,6 +17,7 @@ from flows.cli_common import (
     EXIT_NOT_REPRODUCED,
     console,
     load_settings,
+    output,
     quiet_libraries,
     run_step,
 )
@@ -145,7 +146,7 @@ def history(
         table.add_row(
             entry.at[:19], entry.action, f"v{entry.version}", moved, entry.actor, entry.reason
         )
-    console.print(table)
+    output.print(table)
     experiment = audit.experiment_name(settings.mlflow.model_name)
     console.print(f"  {len(entries)} entries, kept in MLflow experiment '{experiment}'")
 
@@ -216,7 +217,7 @@ def reproduce(
             outcome,
             escape(row["meaning"]),
         )
-    console.print(table)
+    output.print(table)
     if not report.exact:
         console.print(f"[yellow]not exact[/]: {escape(report.verdict())}")
         raise typer.Exit(EXIT_NOT_REPRODUCED)

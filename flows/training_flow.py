@@ -329,36 +329,14 @@ def settle_candidate(settings: Settings, version: str) -> TrainingOutcome:
     tags, run_id = dict(registered.tags), str(registered.run_id)
     passed, summary = tags[governance.GATES_PASSED] == "true", tags["gates.summary"]
     previous = governance.tagged_version(tags, governance.EVALUATED_AGAINST)
-    resource = events.model_resource(name)
     if "status" not in tags:
-        registry.record_outcome(client, name, version, passed, summary)
-        action = history.Action.REGISTERED if passed else history.Action.GATES_FAILED
-        history.append(
-            client,
-            name,
-            history.Entry(action, version, _actor(), summary, evidence={"run_id": run_id}),
-        )
-        emit_event(
-            event=events.MODEL_REGISTERED,
-            resource=resource,
-            payload={"version": version, "run_id": run_id, "passed_gates": passed},
-        )
-        tags = dict(client.get_model_version(name, version).tags)
+        _record_gate_outcome(client, name, version, run_id, passed, summary)
     if not passed:
         model_card.refresh(client, name, version)
         return TrainingOutcome("rejected", version, run_id, previous, summary)
     if settings.promotion_policy is PromotionPolicy.MANUAL:
         if governance.APPROVAL not in tags:
-            governance.expire_overdue(client, name, actor=_actor())
-            deadline = governance.now_utc() + timedelta(
-                seconds=settings.governance.approval_timeout_seconds
-            )
-            governance.request_approval(client, name, version, deadline=deadline, actor=_actor())
-            emit_event(
-                event=events.APPROVAL_REQUESTED,
-                resource=resource,
-                payload={"version": version, "run_id": run_id, "deadline": deadline.isoformat()},
-            )
+            _ask_for_approval(settings, client, name, version, run_id)
         return TrainingOutcome("challenger", version, run_id, previous, summary)
     try:
         with registry_lock(name, settings.governance.lock_timeout_seconds):
@@ -370,10 +348,39 @@ def settle_candidate(settings: Settings, version: str) -> TrainingOutcome:
     # Also when a retry finds the move done: the first attempt may have stopped before telling.
     emit_event(
         event=events.MODEL_PROMOTED,
-        resource=resource,
+        resource=events.model_resource(name),
         payload={"version": version, "previous_version": promotion.previous, "run_id": run_id},
     )
     return TrainingOutcome("champion", version, run_id, promotion.previous, summary)
+
+
+def _record_gate_outcome(
+    client: Any, name: str, version: str, run_id: str, passed: bool, summary: str
+) -> None:
+    registry.record_outcome(client, name, version, passed, summary)
+    action = history.Action.REGISTERED if passed else history.Action.GATES_FAILED
+    entry = history.Entry(action, version, _actor(), summary, evidence={"run_id": run_id})
+    history.append(client, name, entry)
+    emit_event(
+        event=events.MODEL_REGISTERED,
+        resource=events.model_resource(name),
+        payload={"version": version, "run_id": run_id, "passed_gates": passed},
+    )
+
+
+def _ask_for_approval(
+    settings: Settings, client: Any, name: str, version: str, run_id: str
+) -> None:
+    governance.expire_overdue(client, name, actor=_actor())
+    deadline = governance.now_utc() + timedelta(
+        seconds=settings.governance.approval_timeout_seconds
+    )
+    governance.request_approval(client, name, version, deadline=deadline, actor=_actor())
+    emit_event(
+        event=events.APPROVAL_REQUESTED,
+        resource=events.model_resource(name),
+        payload={"version": version, "run_id": run_id, "deadline": deadline.isoformat()},
+    )
 
 
 def _registered_by_this_run(settings: Settings) -> str | None:

@@ -219,3 +219,38 @@ def test_the_closed_loop(stack: Stack) -> None:
     assert "field 'window_end'" in bad["state"]["message"]
     print(f"figures: {figures}")
     Path(stack.folder / "figures.txt").write_text(str(figures))
+
+
+def test_manual_approval_suspends_the_run_and_the_cli_resumes_it(stack: Stack) -> None:
+    """Policy manual, set per run through the work pool's job variables: the approval run
+    starts on the event, suspends (its process exits), and `mlops approve` resumes it."""
+    started = datetime.now(UTC)
+    deployment = _deployment_id(stack, "train-churn-model", "weekly")
+    manual = {"env": {"MLOPS_PROMOTION_POLICY": "manual"}}
+    body = {"parameters": {"parameters": {"reason": "e2e-manual"}}, "job_variables": manual}
+    run = _api(stack, "POST", f"/deployments/{deployment}/create_flow_run", json=body)
+    trained = _wait_for_run(stack, str(run["id"]))
+    assert trained["state"]["type"] == "COMPLETED", stack.log("worker")
+    (requested, *_) = wait_until(
+        lambda: _events(stack, "mlops.model.approval_requested", started), 60, "approval request"
+    )
+    version = requested["payload"]["version"]
+
+    def suspended() -> dict[str, Any] | None:
+        runs = _runs_of(stack, "approve-churn-model", "on-request")
+        mine = [r for r in runs if r["parameters"]["version"] == version]
+        return mine[0] if mine and mine[0]["state"]["name"] == "Suspended" else None
+
+    waiting = wait_until(suspended, 120, f"the approval run of v{version} to suspend")
+    stack.run(str(BIN / "mlops"), "approve", version, "--reason", "e2e review", "--approver", "e2e")
+    finished = _wait_for_run(stack, waiting["id"])
+    assert finished["state"]["type"] == "COMPLETED", stack.log("worker")
+    history = stack.run(
+        str(BIN / "mlops"), "history", "--version", version, extra={"COLUMNS": "250"}
+    )
+    for action in ("approval_requested", "approved", "promoted"):
+        assert action in history
+    (promoted, *_) = wait_until(
+        lambda: _events(stack, "mlops.model.promoted", started), 60, "the promotion event"
+    )
+    assert promoted["payload"]["version"] == version

@@ -67,7 +67,7 @@ def test_triggers_validate_as_prefect_deployment_triggers() -> None:
 
     adapter: TypeAdapter[Any] = TypeAdapter(DeploymentTriggerTypes)
     triggers = [t for d in _deployments() for t in d.get("triggers", [])]
-    assert len(triggers) == 2
+    assert len(triggers) == 3
     for trigger in triggers:
         assert not _unknown(trigger, DeploymentEventTrigger) - {"type"}, trigger["name"]
         assert isinstance(adapter.validate_python(trigger), DeploymentEventTrigger)
@@ -101,8 +101,9 @@ def test_entrypoint_imports_and_parameters_match_the_flow(deployment: dict[str, 
         name for name, p in signature.parameters.items() if p.default is inspect.Parameter.empty
     }
     # Scheduled runs get the deployment's parameters; triggered runs get the trigger's on top.
+    # A deployment with neither is run by a person, whose form asks for what is required.
     runs = [defaults | parameters for parameters in triggered]
-    if deployment.get("schedules") or not triggered:
+    if deployment.get("schedules"):
         runs.append(defaults)
     for parameters in runs:
         assert required <= set(parameters), (deployment["name"], required - set(parameters))

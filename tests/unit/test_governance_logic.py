@@ -1,0 +1,92 @@
+"""Pure rules of the governed registry: history entries as tags, who may be restored."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows import governance
+from flows.history import Action, Entry
+from flows.lineage import Lineage
+
+
+def test_a_history_entry_survives_its_round_trip_through_tags() -> None:
+    entry = Entry(
+        Action.PROMOTED,
+        "7",
+        "alice",
+        "holdout reviewed",
+        "6",
+        "7",
+        {"run_id": "abc", "approver": "alice"},
+    )
+
+    tags = entry.to_tags()
+
+    assert Entry.from_tags(tags | {"mlflow.runName": "promoted v7"}) == entry
+    assert tags["audit.from_version"] == "6"
+    assert Entry.from_tags(Entry("registered", "1", "run", "ok").to_tags()).from_version is None
+
+
+def test_a_long_reason_is_cut_to_the_tag_limit() -> None:
+    tags = Entry(Action.APPROVAL_REJECTED, "3", "bob", "x" * 9000).to_tags()
+    assert len(tags["audit.reason"]) == 5000
+
+
+@pytest.mark.parametrize(
+    ("tags", "refusal"),
+    [
+        ({"gates.passed": "false", "status": "rejected"}, "never passed its gates"),
+        ({"status": "registering"}, "never passed its gates"),
+        ({"gates.passed": "true", "status": "challenger"}, "was never champion"),
+        ({"gates.passed": "true", "status": "retired", "promoted_at": "2026-11-01"}, None),
+        ({"gates.passed": "true", "status": "rolled_back", "promoted_at": "2026-11-01"}, None),
+    ],
+)
+def test_only_a_version_that_passed_its_gates_and_served_may_be_restored(
+    tags: dict[str, str], refusal: str | None
+) -> None:
+    reason = governance._may_serve("4", tags)
+    if refusal is None:
+        assert reason is None
+    else:
+        assert reason is not None
+        assert refusal in reason
+
+
+def test_tagged_versions_read_none_as_absent() -> None:
+    assert governance.tagged_version({"previous_champion": "none"}, "previous_champion") is None
+    assert governance.tagged_version({}, "previous_champion") is None
+    assert governance.tagged_version({"previous_champion": "3"}, "previous_champion") == "3"
+
+
+def _lineage(**changes: object) -> Lineage:
+    values: dict[str, object] = {
+        "code_commit": "abc",
+        "code_dirty": False,
+        "lock_digest": "lock",
+        "feature_service": "churn_model_v1",
+        "feature_service_digest": "fs",
+        "training_set_digest": "data",
+        "training_set_rows": 100,
+        "label_window_start": "2026-01-01",
+        "label_window_end": "2026-03-01",
+        "suite_name": "training_set",
+        "suite_digest": "suite",
+        "suite_success": True,
+        "seed": 42,
+        "parameters": {"max_iter": 200},
+    }
+    return Lineage(**(values | changes))  # type: ignore[arg-type]
+
+
+def test_the_request_key_changes_with_anything_that_decides_the_model() -> None:
+    key = _lineage().request_key()
+    assert _lineage().request_key() == key
+    for change in (
+        {"training_set_digest": "other"},
+        {"code_commit": "def"},
+        {"lock_digest": "other"},
+        {"seed": 7},
+        {"parameters": {"max_iter": 100}},
+    ):
+        assert _lineage(**change).request_key() != key, change

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from flows import model_card, registry
-from flows.history import Action, Entry, append, has
+from flows.history import TAG_LIMIT, Action, Entry, append, has
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -26,7 +26,6 @@ EVALUATED_AGAINST = "mlops.champion_at_training"
 FLOW_RUN = "mlops.flow_run_id"
 REQUEST_KEY = "mlops.request_key"  # digest of data, features, code, lock, parameters, seed
 GATES_PASSED = "gates.passed"
-TAG_LIMIT = 5000
 
 
 class GovernanceError(Exception):
@@ -34,7 +33,8 @@ class GovernanceError(Exception):
 
 
 class StaleChampionError(GovernanceError):
-    """The champion moved after the candidate was compared with it."""
+    """The version may not replace the champion: the champion moved after the version was
+    compared with it, or it was trained from the same request."""
 
 
 class NotAwaitingApprovalError(GovernanceError):

@@ -89,3 +89,59 @@ def wait_for_event(name: str, since: datetime, timeout: float = 30.0) -> list[An
             if found or time.monotonic() > deadline:
                 return list(found)
             time.sleep(0.5)
+
+
+def mlflow_client(settings: Settings) -> Any:
+    """A registry client for the workspace the settings point at."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(settings.tracking_uri)
+
+
+def champion_of(settings: Settings) -> str | None:
+    """The version `champion` points at in the workspace's registry."""
+    from flows import registry
+
+    return registry.champion_version(mlflow_client(settings), settings.mlflow.model_name)
+
+
+def sample_lineage(**changes: Any) -> Any:
+    """A complete lineage bundle for pure tests; `changes` replace fields."""
+    import dataclasses
+
+    from flows.lineage import Lineage
+
+    bundle = Lineage(
+        code_commit="0" * 40,
+        code_dirty=False,
+        lock_digest="a" * 64,
+        feature_service="churn_model_v1",
+        feature_service_digest="b" * 64,
+        training_set_digest="c" * 64,
+        training_set_rows=1234,
+        label_window_start="2026-04-07T06:00:00+00:00",
+        label_window_end="2026-06-30T06:00:00+00:00",
+        suite_name="training_set",
+        suite_digest="d" * 64,
+        suite_success=True,
+        seed=42,
+        parameters={"max_iter": 200, "learning_rate": 0.08},
+    )
+    return dataclasses.replace(bundle, **changes)
+
+
+def train_two_champions(patch: pytest.MonkeyPatch, home: Path) -> tuple[Any, Any]:
+    """Data up to today (redeploys materialize now); v1 trained a week before v2, which
+    replaces it as champion."""
+    from datetime import timedelta
+
+    from flows.training_flow import TrainingParameters, train_churn_model
+
+    spec = SimulationSpec(**{**vars(SMALL), "end": datetime.now(UTC).date()})
+    data = seed_workspace(use_workspace(patch, home), spec)
+    last_label = data.labels["event_timestamp"].max().to_pydatetime()
+    first = train_churn_model(
+        TrainingParameters(as_of=last_label - timedelta(days=7), reason="test-first")
+    )
+    second = train_churn_model(TrainingParameters(reason="test-second"))
+    return first, second

@@ -19,7 +19,7 @@ from flows.approval_flow import ApprovalOutcome, approve_churn_model
 from flows.cli import app
 from flows.settings import Settings
 from flows.training_flow import TrainingOutcome, TrainingParameters, train_churn_model
-from tests.support import END_OF_DATA, seed_workspace, use_workspace
+from tests.support import END_OF_DATA, champion_of, mlflow_client, seed_workspace, use_workspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
 
@@ -45,18 +45,12 @@ def manual(monkeypatch: pytest.MonkeyPatch, approval_home: Path) -> Settings:
     return use_workspace(monkeypatch, approval_home)
 
 
-def _client(settings: Settings) -> Any:
-    from mlflow import MlflowClient
-
-    return MlflowClient(settings.tracking_uri)
-
-
 def _challenger(settings: Settings) -> TrainingOutcome:
     """Train under the manual policy: the version passes its gates and waits."""
-    champion = registry.champion_version(_client(settings), settings.mlflow.model_name)
+    champion = champion_of(settings)
     outcome = train_churn_model(TrainingParameters(reason="test-manual"))
     assert outcome.status == "challenger", outcome.gate_summary
-    assert registry.champion_version(_client(settings), settings.mlflow.model_name) == champion
+    assert champion_of(settings) == champion
     return outcome
 
 
@@ -91,7 +85,7 @@ def _paused_run(settings: Settings, version: str, timeout: float = 90) -> str:
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        tags = governance.version_tags(_client(settings), settings.mlflow.model_name, version)
+        tags = governance.version_tags(mlflow_client(settings), settings.mlflow.model_name, version)
         run_id = tags.get(governance.APPROVAL_FLOW_RUN)
         if run_id:
             with get_client(sync_client=True) as client:
@@ -103,7 +97,7 @@ def _paused_run(settings: Settings, version: str, timeout: float = 90) -> str:
 
 
 def _actions(settings: Settings, version: str) -> list[str]:
-    entries = history.read(_client(settings), settings.mlflow.model_name, version)
+    entries = history.read(mlflow_client(settings), settings.mlflow.model_name, version)
     return [entry.action for entry in entries]
 
 
@@ -119,7 +113,7 @@ def test_approve_from_the_cli_resumes_the_paused_run_and_promotes(
     manual: Settings, approval_runs: ApprovalRuns
 ) -> None:
     outcome = _challenger(manual)
-    before = registry.champion_version(_client(manual), manual.mlflow.model_name)
+    before = champion_of(manual)
     run_id, thread = approval_runs.start(outcome.version)
 
     result = CliRunner().invoke(
@@ -131,8 +125,8 @@ def test_approve_from_the_cli_resumes_the_paused_run_and_promotes(
     assert run_id in result.output
     approved: ApprovalOutcome = approval_runs.results[outcome.version]
     assert approved.decision == "approved"
-    assert registry.champion_version(_client(manual), manual.mlflow.model_name) == outcome.version
-    tags = governance.version_tags(_client(manual), manual.mlflow.model_name, outcome.version)
+    assert champion_of(manual) == outcome.version
+    tags = governance.version_tags(mlflow_client(manual), manual.mlflow.model_name, outcome.version)
     assert (tags["approval"], tags["decided_by"], tags["status"]) == (
         "approved",
         "alice",
@@ -145,7 +139,7 @@ def test_approve_from_the_cli_resumes_the_paused_run_and_promotes(
         "approved",
         "promoted",
     ]
-    promoted = history.read(_client(manual), manual.mlflow.model_name, outcome.version)[-1]
+    promoted = history.read(mlflow_client(manual), manual.mlflow.model_name, outcome.version)[-1]
     assert (promoted.from_version, promoted.to_version, promoted.actor) == (
         before,
         outcome.version,
@@ -159,7 +153,7 @@ def test_reject_through_the_api_leaves_the_champion(
     from prefect.flow_runs import resume_flow_run
 
     outcome = _challenger(manual)
-    before = registry.champion_version(_client(manual), manual.mlflow.model_name)
+    before = champion_of(manual)
     run_id, thread = approval_runs.start(outcome.version)
 
     resume_flow_run(
@@ -169,12 +163,12 @@ def test_reject_through_the_api_leaves_the_champion(
     thread.join(timeout=60)
 
     assert approval_runs.results[outcome.version].decision == "rejected"
-    assert registry.champion_version(_client(manual), manual.mlflow.model_name) == before
+    assert champion_of(manual) == before
     assert (
-        registry.aliases(_client(manual), manual.mlflow.model_name).get("challenger")
+        registry.aliases(mlflow_client(manual), manual.mlflow.model_name).get("challenger")
         != outcome.version
     )
-    tags = governance.version_tags(_client(manual), manual.mlflow.model_name, outcome.version)
+    tags = governance.version_tags(mlflow_client(manual), manual.mlflow.model_name, outcome.version)
     assert (tags["approval"], tags["status"], tags["decided_by"]) == ("rejected", "rejected", "bob")
     assert _actions(manual, outcome.version)[-1] == "approval_rejected"
 
@@ -184,13 +178,13 @@ def test_no_decision_before_the_deadline_counts_as_rejected(
 ) -> None:
     monkeypatch.setenv("MLOPS_GOVERNANCE__APPROVAL_TIMEOUT_SECONDS", "4")
     outcome = _challenger(manual)
-    before = registry.champion_version(_client(manual), manual.mlflow.model_name)
+    before = champion_of(manual)
 
     with pytest.raises(governance.ApprovalExpiredError, match="recorded as timed out"):
         approve_churn_model(outcome.version)  # pauses; nobody answers
 
-    assert registry.champion_version(_client(manual), manual.mlflow.model_name) == before
-    tags = governance.version_tags(_client(manual), manual.mlflow.model_name, outcome.version)
+    assert champion_of(manual) == before
+    tags = governance.version_tags(mlflow_client(manual), manual.mlflow.model_name, outcome.version)
     assert (tags["approval"], tags["status"]) == ("timed_out", "rejected")
     assert _actions(manual, outcome.version)[-1] == "approval_timed_out"
     late = CliRunner().invoke(app, ["approve", outcome.version, "--reason", "too late"])
@@ -200,14 +194,14 @@ def test_no_decision_before_the_deadline_counts_as_rejected(
 
 def test_cli_decides_directly_when_no_run_waits(manual: Settings) -> None:
     outcome = _challenger(manual)
-    before = registry.champion_version(_client(manual), manual.mlflow.model_name)
+    before = champion_of(manual)
 
     result = CliRunner().invoke(
         app, ["reject", outcome.version, "--reason", "not this week", "--approver", "carol"]
     )
 
     assert result.exit_code == 0, result.output
-    assert registry.champion_version(_client(manual), manual.mlflow.model_name) == before
+    assert champion_of(manual) == before
     assert _actions(manual, outcome.version)[-1] == "approval_rejected"
     wide = {"COLUMNS": "250"}  # one line per entry
     shown = CliRunner().invoke(app, ["history", "--version", outcome.version], env=wide)

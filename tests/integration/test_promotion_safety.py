@@ -16,7 +16,7 @@ import pytest
 from flows import events, history, registry
 from flows.settings import PROJECT_ROOT, Settings
 from flows.training_flow import TrainingParameters, train_churn_model
-from tests.support import END_OF_DATA, seed_workspace, use_workspace
+from tests.support import END_OF_DATA, champion_of, mlflow_client, seed_workspace, use_workspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
 CONCURRENT_RUNS = 4
@@ -41,19 +41,13 @@ def settings(monkeypatch: pytest.MonkeyPatch, safety_home: Path) -> Settings:
     return use_workspace(monkeypatch, safety_home)
 
 
-def _client(settings: Settings) -> Any:
-    from mlflow import MlflowClient
-
-    return MlflowClient(settings.tracking_uri)
-
-
 def _versions(settings: Settings) -> set[str]:
     query = f"name='{settings.mlflow.model_name}'"
-    return {str(found.version) for found in _client(settings).search_model_versions(query)}
+    return {str(found.version) for found in mlflow_client(settings).search_model_versions(query)}
 
 
 def _promotions(settings: Settings, versions: set[str]) -> list[history.Entry]:
-    entries = history.read(_client(settings), settings.mlflow.model_name)
+    entries = history.read(mlflow_client(settings), settings.mlflow.model_name)
     return [e for e in entries if e.action == history.Action.PROMOTED and e.version in versions]
 
 
@@ -97,16 +91,19 @@ def test_a_retried_run_registers_once_and_moves_the_alias_once(
     assert crash.crashed
     assert _versions(settings) - before == {outcome.version}
     assert outcome.status == "champion", outcome.gate_summary
-    assert registry.champion_version(_client(settings), "churn") == outcome.version
+    assert champion_of(settings) == outcome.version
     assert len(_promotions(settings, {outcome.version})) == 1
-    actions = [e.action for e in history.read(_client(settings), "churn", outcome.version)]
+    actions = [e.action for e in history.read(mlflow_client(settings), "churn", outcome.version)]
     assert actions == ["registered", "promoted"]
 
 
 def test_concurrent_retrains_of_one_window_promote_exactly_once(settings: Settings) -> None:
     from prefect.settings import PREFECT_API_URL
 
-    before, champion = _versions(settings), registry.champion_version(_client(settings), "churn")
+    before, champion = (
+        _versions(settings),
+        champion_of(settings),
+    )
     environment = os.environ | {"PREFECT_API_URL": str(PREFECT_API_URL.value())}
     command = [
         str(Path(sys.executable).with_name("mlops")),
@@ -130,14 +127,15 @@ def test_concurrent_retrains_of_one_window_promote_exactly_once(settings: Settin
     new = _versions(settings) - before
     assert len(new) == CONCURRENT_RUNS, outputs
     statuses = Counter(
-        _client(settings).get_model_version("churn", version).tags["status"] for version in new
+        mlflow_client(settings).get_model_version("churn", version).tags["status"]
+        for version in new
     )
     assert statuses == {"champion": 1, "superseded": CONCURRENT_RUNS - 1}, outputs
     promoted = _promotions(settings, new)
     assert len(promoted) == 1
     assert promoted[0].from_version == champion
-    assert registry.champion_version(_client(settings), "churn") == promoted[0].version
+    assert champion_of(settings) == promoted[0].version
     # The losers exit 3 (champion unchanged) and say why; the winner exits 0.
     assert sorted(run.returncode for run in runs) == [0] + [3] * (CONCURRENT_RUNS - 1), outputs
-    refused = history.read(_client(settings), "churn")
+    refused = history.read(mlflow_client(settings), "churn")
     assert sum(e.action == history.Action.PROMOTION_REFUSED for e in refused) >= 3

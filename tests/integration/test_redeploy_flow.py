@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,7 @@ from flows.service_client import ServiceClient
 from flows.service_contract import reload_token
 from flows.service_runner import running_service
 from flows.settings import Settings
-from flows.simulate import SimulationSpec
-from tests.support import SMALL, seed_workspace, snapshot, use_workspace, wait_for_event
+from tests.support import snapshot, train_two_champions, use_workspace, wait_for_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
 
@@ -37,17 +36,9 @@ V1, V2 = "1", "2"
 @pytest.fixture(scope="module")
 def redeploy_home(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> Path:
     """A workspace with fresh data where v1 was trained a week before v2, the champion."""
-    from flows.training_flow import TrainingParameters, train_churn_model
-
     home = tmp_path_factory.mktemp("redeploy") / "workspace"
-    spec = SimulationSpec(**{**vars(SMALL), "end": datetime.now(UTC).date()})
     with pytest.MonkeyPatch.context() as patch:
-        data = seed_workspace(use_workspace(patch, home), spec)
-        last_label = data.labels["event_timestamp"].max().to_pydatetime()
-        first = train_churn_model(
-            TrainingParameters(as_of=last_label - timedelta(days=7), reason="test-first")
-        )
-        second = train_churn_model(TrainingParameters(reason="test-second"))
+        first, second = train_two_champions(patch, home)
     assert (first.version, first.status) == (V1, "champion")
     assert (second.version, second.status) == (V2, "champion"), second.gate_summary
     return home

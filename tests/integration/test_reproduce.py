@@ -12,7 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from flows import features, model_card
-from flows.cli import EXIT_FAILED, EXIT_NOT_REPRODUCED, app
+from flows.cli import app
+from flows.cli_common import EXIT_FAILED, EXIT_NOT_REPRODUCED
 from flows.reproduce import ReproductionError, ReproductionReport, reproduce
 from flows.settings import Settings
 from flows.training_flow import TrainingOutcome, TrainingParameters, train_churn_model

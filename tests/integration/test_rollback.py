@@ -3,22 +3,27 @@ move is recorded and announced, the service serves it; a never-gated version is 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from flows import events, governance, history, registry
+from flows import events, governance, history
 from flows.cli import app
 from flows.rollback_flow import RollbackParameters, rollback_churn_model
 from flows.service_client import ServiceClient
 from flows.service_runner import running_service
 from flows.settings import Settings
-from flows.simulate import SimulationSpec
 from flows.training_flow import TrainingParameters, train_churn_model
-from tests.support import SMALL, seed_workspace, snapshot, use_workspace, wait_for_event
+from tests.support import (
+    champion_of,
+    mlflow_client,
+    snapshot,
+    train_two_champions,
+    use_workspace,
+    wait_for_event,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
 
@@ -27,14 +32,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")
 def rollback_home(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> Path:
     """Data up to today (the redeploy materializes now): v1 then v2 champions, v3 rejected."""
     home = tmp_path_factory.mktemp("rollback") / "workspace"
-    spec = SimulationSpec(**{**vars(SMALL), "end": datetime.now(UTC).date()})
     with pytest.MonkeyPatch.context() as patch:
-        data = seed_workspace(use_workspace(patch, home), spec)
-        last_label = data.labels["event_timestamp"].max().to_pydatetime()
-        first = train_churn_model(
-            TrainingParameters(as_of=last_label - timedelta(days=7), reason="test-first")
-        )
-        second = train_churn_model(TrainingParameters(reason="test-second"))
+        first, second = train_two_champions(patch, home)
         patch.setenv("MLOPS_GATES__MIN_ROC_AUC", "0.99")  # no model reaches it
         third = train_churn_model(TrainingParameters(reason="test-rejected", seed=3))
     statuses = [(o.version, o.status) for o in (first, second, third)]
@@ -45,16 +44,6 @@ def rollback_home(tmp_path_factory: pytest.TempPathFactory, prefect_server: None
 @pytest.fixture
 def settings(monkeypatch: pytest.MonkeyPatch, rollback_home: Path) -> Settings:
     return use_workspace(monkeypatch, rollback_home)
-
-
-def _client(settings: Settings) -> Any:
-    from mlflow import MlflowClient
-
-    return MlflowClient(settings.tracking_uri)
-
-
-def _champion(settings: Settings) -> str | None:
-    return registry.champion_version(_client(settings), settings.mlflow.model_name)
 
 
 def test_a_version_that_never_passed_its_gates_is_refused(settings: Settings) -> None:
@@ -70,7 +59,7 @@ def test_a_version_that_never_passed_its_gates_is_refused(settings: Settings) ->
 
 
 def test_cli_rolls_back_to_the_previous_champion_and_records_it(settings: Settings) -> None:
-    assert _champion(settings) == "2"
+    assert champion_of(settings) == "2"
     since = datetime.now(UTC)
 
     result = CliRunner().invoke(
@@ -79,21 +68,21 @@ def test_cli_rolls_back_to_the_previous_champion_and_records_it(settings: Settin
     )
 
     assert result.exit_code == 0, result.output
-    assert _champion(settings) == "1"
-    tags = governance.version_tags(_client(settings), settings.mlflow.model_name, "2")
+    assert champion_of(settings) == "1"
+    tags = governance.version_tags(mlflow_client(settings), settings.mlflow.model_name, "2")
     assert tags["status"] == "rolled_back"
     assert tags["rolled_back_by"].startswith("dana via prefect-flow-run:")
-    entry = history.read(_client(settings), settings.mlflow.model_name, "2")[-1]
+    entry = history.read(mlflow_client(settings), settings.mlflow.model_name, "2")[-1]
     assert (entry.action, entry.from_version, entry.to_version) == ("rolled_back", "2", "1")
     assert entry.reason == "complaints about v2"
     announced = wait_for_event(events.MODEL_ROLLED_BACK, since)
     assert announced[0].payload["restored_version"] == "1"
-    card = _client(settings).get_model_version(settings.mlflow.model_name, "2").description
+    card = mlflow_client(settings).get_model_version(settings.mlflow.model_name, "2").description
     assert "rolled" in card.lower()
 
 
 def test_the_flow_restores_a_named_version_and_redeploys_it(settings: Settings) -> None:
-    assert _champion(settings) == "1"
+    assert champion_of(settings) == "1"
     with running_service(settings) as url:
         outcome = rollback_churn_model(
             RollbackParameters(
@@ -105,6 +94,6 @@ def test_the_flow_restores_a_named_version_and_redeploys_it(settings: Settings) 
 
     assert (outcome.restored_version, outcome.rolled_back_version) == ("2", "1")
     assert outcome.redeployed
-    assert _champion(settings) == served == "2"
-    actions = [e.action for e in history.read(_client(settings), settings.mlflow.model_name)]
+    assert champion_of(settings) == served == "2"
+    actions = [e.action for e in history.read(mlflow_client(settings), settings.mlflow.model_name)]
     assert actions.count("rolled_back") == 2

@@ -6,7 +6,7 @@ import pytest
 
 from flows import governance
 from flows.history import Action, Entry
-from flows.lineage import Lineage
+from tests.support import sample_lineage
 
 
 def test_a_history_entry_survives_its_round_trip_through_tags() -> None:
@@ -59,34 +59,14 @@ def test_tagged_versions_read_none_as_absent() -> None:
     assert governance.tagged_version({"previous_champion": "3"}, "previous_champion") == "3"
 
 
-def _lineage(**changes: object) -> Lineage:
-    values: dict[str, object] = {
-        "code_commit": "abc",
-        "code_dirty": False,
-        "lock_digest": "lock",
-        "feature_service": "churn_model_v1",
-        "feature_service_digest": "fs",
-        "training_set_digest": "data",
-        "training_set_rows": 100,
-        "label_window_start": "2026-01-01",
-        "label_window_end": "2026-03-01",
-        "suite_name": "training_set",
-        "suite_digest": "suite",
-        "suite_success": True,
-        "seed": 42,
-        "parameters": {"max_iter": 200},
-    }
-    return Lineage(**(values | changes))  # type: ignore[arg-type]
-
-
 def test_the_request_key_changes_with_anything_that_decides_the_model() -> None:
-    key = _lineage().request_key()
-    assert _lineage().request_key() == key
+    key = sample_lineage().request_key()
+    assert sample_lineage().request_key() == key
     for change in (
         {"training_set_digest": "other"},
-        {"code_commit": "def"},
-        {"lock_digest": "other"},
+        {"code_commit": "1" * 40},
+        {"lock_digest": "e" * 64},
         {"seed": 7},
         {"parameters": {"max_iter": 100}},
     ):
-        assert _lineage(**change).request_key() != key, change
+        assert sample_lineage(**change).request_key() != key, change

@@ -19,6 +19,7 @@ from flows.lineage import (
     file_digest,
 )
 from flows.workspace import Workspace, WorkspaceError
+from tests.support import sample_lineage
 
 GIT_IDENTITY = ["-c", "user.name=Test", "-c", "user.email=test@example.com"]
 
@@ -93,22 +94,7 @@ def test_resource_meter_reads_non_negative_costs() -> None:
     assert reading["cost_peak_memory_mb"] > 0.0
 
 
-LINEAGE = Lineage(
-    code_commit="0" * 40,
-    code_dirty=False,
-    lock_digest="a" * 64,
-    feature_service="churn_model_v1",
-    feature_service_digest="b" * 64,
-    training_set_digest="c" * 64,
-    training_set_rows=1234,
-    label_window_start="2026-04-07T06:00:00+00:00",
-    label_window_end="2026-06-30T06:00:00+00:00",
-    suite_name="training_set",
-    suite_digest="d" * 64,
-    suite_success=True,
-    seed=42,
-    parameters={"max_iter": 200, "learning_rate": 0.08},
-)
+LINEAGE = sample_lineage()
 
 
 def test_lineage_tags_are_prefixed_strings_without_parameters() -> None:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from flows.features import TrainingSetKeys
-from flows.lineage import NOT_RECORDED, CodeVersion, Lineage
+from flows.lineage import NOT_RECORDED, CodeVersion
 from flows.reproduce import holdout_days
 from flows.reproduction_checks import (
     Check,
@@ -22,22 +22,12 @@ from flows.reproduction_checks import (
     compare_split,
 )
 from flows.training import split_by_time
+from tests.support import sample_lineage
 
 COMMIT = "1" * 40
-RECORDED = Lineage(
+RECORDED = sample_lineage(
     code_commit=COMMIT,
-    code_dirty=False,
-    lock_digest="a" * 64,
-    feature_service="churn_model_v1",
-    feature_service_digest="b" * 64,
-    training_set_digest="c" * 64,
     training_set_rows=1000,
-    label_window_start="2026-04-07T06:00:00+00:00",
-    label_window_end="2026-06-30T06:00:00+00:00",
-    suite_name="training_set",
-    suite_digest="d" * 64,
-    suite_success=True,
-    seed=42,
     parameters={"max_iter": 20},
     entity_rows_digest="e" * 64,
 )

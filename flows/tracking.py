@@ -143,7 +143,7 @@ def _server_down_mid_run(
     run = f"run {run_id}" if run_id else "a new run"
     return TrackingServerDownError(
         f"MLflow tracking server {tracking_uri} stopped answering while logging {run} "
-        f"({type(error).__name__}: {str(error)[:300]}). No model version was registered; the "
+        f"({type(error).__name__}: {str(error)[:160]}...). No model version was registered; the "
         f"run may stay unfinished on the server. {START_SERVER_HINT} Then train again."
     )
 

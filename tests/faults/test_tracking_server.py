@@ -151,13 +151,44 @@ def test_a_version_can_be_registered_through_the_server(server: MlflowServer) ->
     assert str(version.version) == "1"
 
 
+def test_server_killed_after_the_training_set_is_built_registers_nothing(
+    server: MlflowServer, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kill comes from the hook of the first task, before any MLflow run exists.
+
+    The next call is the champion lookup in `evaluate_candidate` (registry.py), which raises
+    MLflow's own error: it names the URL but not what to do (owned by the registry rewrite).
+    """
+    from mlflow.exceptions import MlflowException
+
+    from flows import training_flow
+
+    server.ensure_running()
+    before = registry_state(server.uri)
+    killed_at: list[float] = []
+
+    def kill(*_: object) -> None:
+        server.kill()
+        killed_at.append(time.monotonic())
+
+    hooked = training_flow.build_training_set.with_options(on_completion=[kill])
+    monkeypatch.setattr(training_flow, "build_training_set", hooked)
+    with pytest.raises(MlflowException) as raised:
+        _train()
+    elapsed = time.monotonic() - killed_at[0]
+    print(f"\nserver killed after the training set: failed {elapsed:.2f} s later: {raised.value}")
+    assert f"{server.uri}/api/2.0/mlflow/registered-models/get" in str(raised.value)
+    assert elapsed < DETECTION_LIMIT
+    # Read the store directly: the server stays down for the last test.
+    assert registry_state(f"sqlite:///{server.database}") == before
+
+
 def test_server_down_before_the_run_fails_fast_naming_the_server(
     server: MlflowServer, settings: Settings
 ) -> None:
     """Last in the module: it leaves the server stopped (a restart costs a minute here)."""
-    server.ensure_running()
-    before = registry_state(server.uri)
-    server.stop()
+    server.stop()  # a clean stop, if the previous test left it running
+    before = registry_state(f"sqlite:///{server.database}")
     started = time.monotonic()
     with pytest.raises(TrackingServerDownError) as raised:
         _train()

@@ -72,6 +72,18 @@ def _drift_event(model: str) -> dict[str, Any]:
     }
 
 
+def _stored(stack: Stack) -> int:
+    """How many drift events of the model `churn` the server has stored."""
+    body = {
+        "filter": {
+            "event": {"name": [events.DRIFT_DETECTED]},
+            "resource": {"id": ["mlops.model.churn"]},
+        },
+        "limit": 1,
+    }
+    return int(_api(stack, "POST", "/events/filter", json=body)["total"])
+
+
 def _retrain_runs(stack: Stack) -> list[dict[str, Any]]:
     deployment = _api(stack, "GET", "/deployments/name/retrain-on-drift/on-drift")["id"]
     body = {"deployments": {"id": {"any_": [deployment]}}, "sort": "EXPECTED_START_TIME_ASC"}
@@ -97,21 +109,10 @@ def test_a_burst_of_drift_events_starts_exactly_one_retraining(stack: Stack) -> 
     wait_until(lambda: _runs_for(stack, "sentinel"), 60, "the sentinel's run", 0.2)
     settled = time.monotonic() - started
 
-    stored = _api(
-        stack,
-        "POST",
-        "/events/filter",
-        json={
-            "filter": {
-                "event": {"name": [events.DRIFT_DETECTED]},
-                "resource": {"id": ["mlops.model.churn"]},
-            },
-            "limit": 1,
-        },
-    )["total"]
+    # The event store is written by another consumer, in batches: wait until it holds them all.
+    wait_until(lambda: _stored(stack) == BURST, 60, f"{BURST} stored events", 0.2)
     runs = _runs_for(stack, "churn")
     print(f"\n{BURST} events -> {len(runs)} run(s); settled after {settled:.1f} s")
-    assert stored == BURST
     assert len(runs) == 1, [run["parameters"] for run in runs]
     assert runs[0]["parameters"]["event_id"] in {event["id"] for event in burst}
     assert {r["parameters"]["model_name"] for r in _retrain_runs(stack)} == {

@@ -27,6 +27,13 @@ class LabelsError(Exception):
     """The label set is missing, empty or without features."""
 
 
+# A truncated or half-copied parquet file has no footer; say what that usually means.
+UNREADABLE_PARQUET_HINT = (
+    "It is truncated, corrupt or still being written: write it again (re-run the export, or "
+    "`mlops simulate` for the example), then start the run again."
+)
+
+
 @dataclass(frozen=True)
 class TrainingSetKeys:
     """Columns that identify a label row and hold the label."""
@@ -167,7 +174,8 @@ def check_sources(store: FeatureStore, service: FeatureService) -> None:
             columns = set(pq.read_schema(path).names)
         except Exception as error:
             raise FeatureRepoError(
-                f"Source file {path} of feature view '{view.name}' is not readable parquet: {error}"
+                f"Source file {path} of feature view '{view.name}' is not readable parquet "
+                f"({type(error).__name__}: {error}). {UNREADABLE_PARQUET_HINT}"
             ) from error
         needed = {f.name for f in view.schema} | set(view.join_keys) | {source.timestamp_field}
         missing = sorted(needed - columns)
@@ -185,7 +193,13 @@ def read_labels(path: Path, keys: TrainingSetKeys) -> pd.DataFrame:
         raise LabelsError(
             f"No label file at {path}. Run `mlops simulate` or set MLOPS_FEATURES__LABELS_PATH."
         )
-    labels = pd.read_parquet(path)
+    try:
+        labels = pd.read_parquet(path)
+    except Exception as error:  # pyarrow raises ArrowInvalid, OSError, ... for a broken file
+        raise LabelsError(
+            f"Label file {path} is not readable parquet ({type(error).__name__}: {error}). "
+            f"{UNREADABLE_PARQUET_HINT}"
+        ) from error
     missing = [c for c in (keys.entity_key, keys.timestamp, keys.label) if c not in labels.columns]
     if missing:
         raise LabelsError(

@@ -107,7 +107,11 @@ def register_version(
         client.create_registered_model(
             name, description="Churn classifier of the subscription business."
         )
-    return client.create_model_version(name=name, source=model_uri, run_id=run_id, tags=tags)
+    # An MLflow 3 server refuses a `models:/m-...` source without the logged model's id.
+    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+    return client.create_model_version(
+        name=name, source=model_uri, run_id=run_id, tags=tags, model_id=model_id
+    )
 
 
 def version_of_flow_run(client: MlflowClient, name: str, flow_run_id: str) -> str | None:

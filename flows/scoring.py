@@ -40,8 +40,36 @@ class UnknownEntitiesError(Exception):
         )
 
 
+class IncompleteFeaturesError(UnknownEntitiesError):
+    """Some requested ids lack part of their online features (a view missing or expired)."""
+
+    def __init__(self, ids: list[int], columns: list[str]) -> None:
+        self.ids, self.columns = ids, columns
+        shown = ", ".join(str(i) for i in ids[:20]) + (" ..." if len(ids) > 20 else "")
+        Exception.__init__(
+            self,
+            f"Online features of customer id(s) {shown} are incomplete (missing: "
+            f"{', '.join(columns)}): the online store is partly materialized or the values "
+            "expired (feature view TTL). They are not scored with inputs the model never saw in "
+            "training; run `mlops features materialize`.",
+        )
+
+
 class IncompatibleModelError(Exception):
     """The model reads columns the feature service does not provide."""
+
+
+class ModelLoadError(Exception):
+    """A registered version's model cannot be loaded: artifact missing or corrupt, store down."""
+
+    def __init__(self, name: str, version: str, tracking_uri: str, cause: BaseException) -> None:
+        self.version = version
+        super().__init__(
+            f"Model {name} v{version} could not be loaded from {tracking_uri} "
+            f"({type(cause).__name__}: {str(cause)[:300]}): its artifact is missing or corrupt, "
+            "or the store is not answering. Re-register a good model, or point `champion` at a "
+            "version that loads."
+        )
 
 
 def out_of_range_ids(ids: Sequence[int]) -> list[int]:
@@ -63,11 +91,17 @@ def check_model_columns(model: ServedModel, service_features: Sequence[str]) -> 
 def model_input(
     online: pd.DataFrame, entity_key: str, feature_names: Sequence[str]
 ) -> pd.DataFrame:
-    """The online rows the model reads; an error naming ids whose every feature is null."""
+    """The online rows the model reads; an error naming ids with every feature null, else
+    ids with some null (training sets never hold nulls: the suites refuse them)."""
     names = list(feature_names)
-    empty = online[names].isna().all(axis=1)
+    missing = online[names].isna()
+    empty = missing.all(axis=1)
     if empty.any():
         raise UnknownEntitiesError(sorted({int(i) for i in online.loc[empty, entity_key]}))
+    partial = missing.any(axis=1)
+    if partial.any():
+        ids = sorted({int(i) for i in online.loc[partial, entity_key]})
+        raise IncompleteFeaturesError(ids, [name for name in names if missing[name].any()])
     return online[[entity_key, *names]]
 
 

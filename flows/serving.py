@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 EXAMPLE_BODY = '{"customer_ids": [1001, 1002]}'
+# Why a champion cannot be swapped in; the service keeps the model it has and says why.
+CANNOT_SERVE = (registry.NoChampionError, scoring.IncompatibleModelError, scoring.ModelLoadError)
 
 
 class EmptyTokenError(Exception):
@@ -131,7 +133,7 @@ class ScoringService:
         while not self._stop.wait(self.settings.serving.alias_poll_seconds):
             try:
                 self.reload_if_moved()
-            except (registry.NoChampionError, scoring.IncompatibleModelError) as error:
+            except CANNOT_SERVE as error:
                 logger.warning("%s Still serving v%s.", error, self.served.version)
             except Exception:
                 logger.exception(
@@ -139,8 +141,11 @@ class ScoringService:
                 )
 
     def _load(self, version: str) -> ServedModel:
-        name = self.settings.mlflow.model_name
-        model = registry.load_version(self.settings.tracking_uri, name, version)
+        name, uri = self.settings.mlflow.model_name, self.settings.tracking_uri
+        try:
+            model = registry.load_version(uri, name, version)
+        except Exception as error:  # skops/zip/OS/MLflow errors alike: the version cannot serve
+            raise scoring.ModelLoadError(name, version, uri, error) from error
         served = ServedModel(name, version, model, tuple(training.model_feature_names(model)))
         scoring.check_model_columns(served, self.service_features)
         return served
@@ -224,7 +229,7 @@ def create_app(settings: Settings) -> FastAPI:
             )
         try:
             return service.reload()
-        except (registry.NoChampionError, scoring.IncompatibleModelError) as error:
+        except CANNOT_SERVE as error:
             detail = f"{error} Still serving v{service.served.version}."
             raise HTTPException(HTTPStatus.CONFLICT, detail) from None
 

@@ -79,6 +79,12 @@ class MlflowSettings(Group):
     http_max_retries: int = Field(
         default=1, description="Retries towards a tracking server (its default stalls minutes)."
     )
+    http_backoff_factor: int = Field(
+        default=1,
+        ge=0,
+        description="Seconds of the exponential back-off between those retries (MLflow's "
+        "default of 2 makes a dead server take longer to report).",
+    )
 
 
 class TrainingSettings(Group):
@@ -296,6 +302,7 @@ class Settings(BaseSettings):
             "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # bars flood service and worker logs
             "MLFLOW_HTTP_REQUEST_TIMEOUT": str(self.mlflow.http_timeout_seconds),
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.mlflow.http_max_retries),
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(self.mlflow.http_backoff_factor),
             "DO_NOT_TRACK": "1",
             "GX_ANALYTICS_ENABLED": "false",
             "FEAST_USAGE": "False",

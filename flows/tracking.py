@@ -27,6 +27,17 @@ class TrackingStoreError(Exception):
     """The MLflow tracking store cannot be reached or written."""
 
 
+class TrackingServerDownError(TrackingStoreError):
+    """The MLflow tracking server does not answer, before or during a run."""
+
+
+START_SERVER_HINT = (
+    "Start it (`mlflow server --backend-store-uri <database> --host <host> --port <port>`) and "
+    "wait until its /health answers, or unset MLOPS_MLFLOW__TRACKING_URI to use the local "
+    "store in the workspace."
+)
+
+
 def pip_requirements() -> list[str]:
     """Exact versions of the packages a served model imports."""
     return [f"{name}=={importlib.metadata.version(name)}" for name in MODEL_REQUIREMENTS]
@@ -57,18 +68,20 @@ def connect(tracking_uri: str, experiment: str, artifact_root: Path) -> str:
         ) from error
 
 
-def _probe_server(tracking_uri: str) -> None:
+def _probe_server(tracking_uri: str, timeout: float = 5.0) -> None:
     url = tracking_uri.rstrip("/") + "/health"
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - configured URL
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - configured
             if response.status == 200:
                 return
     except (urllib.error.URLError, OSError) as error:
-        raise TrackingStoreError(
-            f"MLflow tracking server {tracking_uri} is not reachable ({error}). Start it, or "
-            "unset MLOPS_MLFLOW__TRACKING_URI to use the local store in the workspace."
+        raise TrackingServerDownError(
+            f"MLflow tracking server {tracking_uri} is not reachable ({error}): nothing was "
+            f"trained or logged. {START_SERVER_HINT}"
         ) from error
-    raise TrackingStoreError(f"MLflow tracking server {tracking_uri} is not healthy ({url}).")
+    raise TrackingServerDownError(
+        f"MLflow tracking server {tracking_uri} is not healthy ({url}). {START_SERVER_HINT}"
+    )
 
 
 @dataclass(frozen=True)
@@ -101,43 +114,79 @@ class LoggedRun:
 def log_training_run(experiment_id: str, record: RunRecord) -> LoggedRun:
     """Log params, metrics, plots, dataset, lineage documents, drift reference and the model."""
     import mlflow
+    from mlflow.exceptions import MlflowException
+
+    tracking_uri = mlflow.get_tracking_uri()
+    run_id: str | None = None
+    try:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=record.run_name) as run:
+            run_id = run.info.run_id
+            model_uri = _log_contents(record)
+    except (MlflowException, OSError) as error:  # requests' errors are OSErrors
+        if not tracking_uri.startswith(("http://", "https://")) or _answers(tracking_uri):
+            raise
+        raise _server_down_mid_run(tracking_uri, run_id, error) from error
+    return LoggedRun(run_id=run.info.run_id, model_uri=model_uri)
+
+
+def _answers(tracking_uri: str) -> bool:
+    try:
+        _probe_server(tracking_uri, timeout=2.0)
+    except TrackingServerDownError:
+        return False
+    return True
+
+
+def _server_down_mid_run(
+    tracking_uri: str, run_id: str | None, error: Exception
+) -> TrackingServerDownError:
+    run = f"run {run_id}" if run_id else "a new run"
+    return TrackingServerDownError(
+        f"MLflow tracking server {tracking_uri} stopped answering while logging {run} "
+        f"({type(error).__name__}: {str(error)[:160]}...). No model version was registered; the "
+        f"run may stay unfinished on the server. {START_SERVER_HINT} Then train again."
+    )
+
+
+def _log_contents(record: RunRecord) -> str:
+    """Everything of a run inside the active MLflow run; return the model's URI."""
+    import mlflow
     from mlflow.data.pandas_dataset import from_pandas
     from mlflow.data.sources import (  # type: ignore[attr-defined]  # made at import time
         LocalArtifactDatasetSource,
     )
     from mlflow.models import infer_signature
 
-    with mlflow.start_run(experiment_id=experiment_id, run_name=record.run_name) as run:
-        mlflow.set_tags(record.tags)
-        mlflow.log_params({k: str(v)[:6000] for k, v in record.parameters.items()})
-        mlflow.log_metrics(record.metrics)
-        dataset = from_pandas(
-            record.training_set,
-            # Explicit: a bare path matches two registered source types and MLflow warns.
-            source=LocalArtifactDatasetSource(record.training_set_source),
-            targets=record.label_column,
-            name="training_set",
-            digest=record.training_set_digest[:36],
-        )
-        mlflow.log_input(dataset, context="training")
-        for path, figure in record.figures.items():
-            mlflow.log_figure(figure, path)
-        for path, document in record.documents.items():
-            mlflow.log_dict(document, path)
-        _log_reference(record)
-        example = record.training_set[record.features].head(5)
-        signature = infer_signature(example, np.zeros(len(example), dtype="float64"))
-        info = mlflow.sklearn.log_model(
-            record.model,
-            name="model",
-            signature=signature,
-            input_example=example,
-            pip_requirements=pip_requirements(),
-            serialization_format="skops",
-            skops_trusted_types=SKOPS_TRUSTED_TYPES,
-            pyfunc_predict_fn="predict_proba",
-        )
-        return LoggedRun(run_id=run.info.run_id, model_uri=info.model_uri)
+    mlflow.set_tags(record.tags)
+    mlflow.log_params({k: str(v)[:6000] for k, v in record.parameters.items()})
+    mlflow.log_metrics(record.metrics)
+    dataset = from_pandas(
+        record.training_set,
+        # Explicit: a bare path matches two registered source types and MLflow warns.
+        source=LocalArtifactDatasetSource(record.training_set_source),
+        targets=record.label_column,
+        name="training_set",
+        digest=record.training_set_digest[:36],
+    )
+    mlflow.log_input(dataset, context="training")
+    for path, figure in record.figures.items():
+        mlflow.log_figure(figure, path)
+    for path, document in record.documents.items():
+        mlflow.log_dict(document, path)
+    _log_reference(record)
+    example = record.training_set[record.features].head(5)
+    signature = infer_signature(example, np.zeros(len(example), dtype="float64"))
+    info = mlflow.sklearn.log_model(
+        record.model,
+        name="model",
+        signature=signature,
+        input_example=example,
+        pip_requirements=pip_requirements(),
+        serialization_format="skops",
+        skops_trusted_types=SKOPS_TRUSTED_TYPES,
+        pyfunc_predict_fn="predict_proba",
+    )
+    return str(info.model_uri)
 
 
 def _log_reference(record: RunRecord) -> None:

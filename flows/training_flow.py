@@ -329,8 +329,7 @@ def settle_candidate(settings: Settings, version: str) -> TrainingOutcome:
     tags, run_id = dict(registered.tags), str(registered.run_id)
     passed, summary = tags[governance.GATES_PASSED] == "true", tags["gates.summary"]
     previous = governance.tagged_version(tags, governance.EVALUATED_AGAINST)
-    if "status" not in tags:
-        _record_gate_outcome(client, name, version, run_id, passed, summary)
+    _record_gate_outcome(client, name, version, run_id, tags, passed, summary)
     if not passed:
         model_card.refresh(client, name, version)
         return TrainingOutcome("rejected", version, run_id, previous, summary)
@@ -355,10 +354,20 @@ def settle_candidate(settings: Settings, version: str) -> TrainingOutcome:
 
 
 def _record_gate_outcome(
-    client: Any, name: str, version: str, run_id: str, passed: bool, summary: str
+    client: Any,
+    name: str,
+    version: str,
+    run_id: str,
+    tags: dict[str, str],
+    passed: bool,
+    summary: str,
 ) -> None:
-    registry.record_outcome(client, name, version, passed, summary)
+    """Status tag, history entry and event, each written once: a retry skips what is done."""
+    if "status" not in tags:
+        registry.record_outcome(client, name, version, passed, summary)
     action = history.Action.REGISTERED if passed else history.Action.GATES_FAILED
+    if history.has(client, name, action, version):
+        return
     entry = history.Entry(action, version, _actor(), summary, evidence={"run_id": run_id})
     history.append(client, name, entry)
     emit_event(

@@ -1,0 +1,184 @@
+"""A flow-run process killed with SIGKILL on a real worker: the run is marked crashed, and its
+retry completes without a second version or a second move of `champion`.
+
+The kills land at deterministic points: in training (as soon as the run's MLflow run exists),
+and in registration (the test holds the registry lock, so the run waits right after it
+registered its version, before promotion).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from flows import history
+from flows.registry_lock import registry_lock
+from flows.settings import Settings
+from flows.simulate import simulate
+from flows.workspace import Workspace
+from tests.e2e.stack import BIN, Stack, base_environment, wait_until
+from tests.support import END_OF_DATA, SMALL
+
+pytestmark = pytest.mark.faults
+MODEL = "churn"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Server, pool, deployments and a worker polling every second; the small example data."""
+    folder = tmp_path_factory.mktemp("killed")
+    workspace = folder / "workspace"
+    simulate(SMALL).write(Workspace(workspace).ensure().data)
+    stack = Stack(folder, base_environment(folder, workspace))
+    try:
+        stack.start("server", [str(BIN / "prefect"), "server", "start"])
+        wait_until(lambda: _healthy(stack), 180, "the Prefect server")
+        stack.run(str(BIN / "prefect"), "work-pool", "create", "mlops-process", "--type", "process")
+        stack.run(str(BIN / "prefect"), "--no-prompt", "deploy", "--all")
+        stack.run(str(BIN / "mlops"), "features", "apply")
+        stack.start("worker", [str(BIN / "prefect"), "worker", "start", "--pool", "mlops-process"])
+        yield stack
+    finally:
+        stack.stop()
+
+
+def _healthy(stack: Stack) -> bool:
+    try:
+        return httpx.get(f"{stack.api_url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _api(stack: Stack, method: str, path: str, **kwargs: Any) -> Any:
+    response = httpx.request(method, f"{stack.api_url}{path}", timeout=30, **kwargs)
+    response.raise_for_status()
+    return response.json() if response.content else None
+
+
+def _client(stack: Stack) -> Any:
+    from mlflow import MlflowClient
+
+    home = Path(stack.environment["MLOPS_HOME"])
+    return MlflowClient(Settings(home=home).tracking_uri)
+
+
+def _start_training(stack: Stack, as_of: str) -> str:
+    deployment = _api(stack, "GET", "/deployments/name/train-churn-model/weekly")["id"]
+    body = {"parameters": {"parameters": {"as_of": as_of, "reason": "kill-test"}}}
+    return str(_api(stack, "POST", f"/deployments/{deployment}/create_flow_run", json=body)["id"])
+
+
+def _state(stack: Stack, run_id: str) -> str:
+    return str(_api(stack, "GET", f"/flow_runs/{run_id}")["state"]["type"])
+
+
+def _kill_flow_run_processes(stack: Stack) -> None:
+    """SIGKILL every process the worker started for the run (its only one), as an
+    out-of-memory kill or a lost host would; the worker itself lives on."""
+    worker = psutil.Process(stack.processes["worker"].pid)
+    children = worker.children(recursive=True)
+    assert children, "the worker runs no flow run"
+    for process in children:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.send_signal(signal.SIGKILL)
+
+
+def _crash_then_retry(stack: Stack, run_id: str) -> dict[str, Any]:
+    """Wait until the worker marks the killed run crashed, retry it as the UI does, await it."""
+
+    # The worker reports the crash again when it has seen its infrastructure exit, then says so
+    # in an event; a retry before that would be crashed by the late report.
+    def worker_done() -> bool:
+        body = {"filter": {"event": {"name": ["prefect.worker.executed-flow-run"]}}, "limit": 50}
+        found = _api(stack, "POST", "/events/filter", json=body)["events"]
+        related = {item["prefect.resource.id"] for event in found for item in event["related"]}
+        return f"prefect.flow-run.{run_id}" in related
+
+    wait_until(worker_done, 120, "the worker to finish with the killed run")
+    assert _state(stack, run_id) == "CRASHED"
+    started = time.monotonic()
+    _api(
+        stack,
+        "POST",
+        f"/flow_runs/{run_id}/set_state",
+        json={"state": {"type": "SCHEDULED", "name": "AwaitingRetry"}, "force": True},
+    )
+
+    def ended() -> str | None:
+        state = _state(stack, run_id)
+        return state if state in {"COMPLETED", "FAILED", "CRASHED"} else None
+
+    final = wait_until(ended, 400, "the retried run", poll=1)
+    print(f"\nretry of {run_id} ended {final} after {time.monotonic() - started:.1f} s")
+    return dict(_api(stack, "GET", f"/flow_runs/{run_id}"))
+
+
+def _versions_of(stack: Stack, run_id: str) -> list[str]:
+    query = f"name='{MODEL}' and tag.`mlops.flow_run_id`='{run_id}'"
+    return [str(found.version) for found in _client(stack).search_model_versions(query)]
+
+
+def _training_runs_of(stack: Stack, run_id: str) -> list[Any]:
+    experiment = _client(stack).get_experiment_by_name("churn")
+    if experiment is None:
+        return []
+    query = f"tags.`mlops.prefect_flow_run_id` = '{run_id}'"
+    return list(_client(stack).search_runs([experiment.experiment_id], filter_string=query))
+
+
+def _champion(stack: Stack) -> str | None:
+    from flows import registry
+
+    return registry.champion_version(_client(stack), MODEL)
+
+
+def test_killed_in_training_the_retry_registers_one_version(stack: Stack) -> None:
+    run_id = _start_training(stack, (END_OF_DATA - timedelta(days=7)).isoformat())
+    wait_until(lambda: _training_runs_of(stack, run_id), 300, "the run's MLflow run", poll=0.2)
+
+    _kill_flow_run_processes(stack)
+    retried = _crash_then_retry(stack, run_id)
+
+    assert retried["state"]["type"] == "COMPLETED", stack.log("worker")
+    (version,) = _versions_of(stack, run_id)
+    assert _champion(stack) == version
+    actions = [entry.action for entry in history.read(_client(stack), MODEL, version)]
+    assert actions == ["registered", "promoted"]
+
+
+def test_killed_in_registration_the_retry_moves_the_alias_once(stack: Stack) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    before = _champion(stack)
+    with temporary_settings({PREFECT_API_URL: stack.api_url}), registry_lock(MODEL, 60):
+        run_id = _start_training(stack, END_OF_DATA.isoformat())
+        (version,) = wait_until(
+            lambda: _versions_of(stack, run_id), 300, "the run's version", poll=0.2
+        )
+        # Registered and its gate outcome recorded; now waiting for the lock the test holds.
+        wait_until(
+            lambda: "status" in _client(stack).get_model_version(MODEL, version).tags,
+            60,
+            "the gate outcome",
+            poll=0.2,
+        )
+        _kill_flow_run_processes(stack)
+    assert _champion(stack) == before
+
+    retried = _crash_then_retry(stack, run_id)
+
+    assert retried["state"]["type"] == "COMPLETED", stack.log("worker")
+    assert _versions_of(stack, run_id) == [version]
+    assert _champion(stack) == version
+    entries = history.read(_client(stack), MODEL, version)
+    assert [entry.action for entry in entries] == ["registered", "promoted"]
+    assert entries[-1].from_version == before

@@ -39,7 +39,7 @@ class Mode:
     cold_repeats: int
 
 
-SMALL = Mode("small", ["100k"], ["100k"], "100k", "100k", 3, 200, 3, 1)
+SMALL = Mode("small", ["100k"], ["100k"], "100k", "100k", 3, 100, 3, 1)
 FULL = Mode("full", ["100k", "1M"], ["100k", "1M"], "1M", "100k", 3, 1000, 10, 3)
 STAGES = ("cold", "build", "validation", "drift", "flow", "serving", "event")
 NEED_SERVER = {"cold", "flow", "serving", "event"}
@@ -87,7 +87,7 @@ def mode_notes(mode: Mode) -> list[str]:
         "- Small mode: sizes scaled down to stay within minutes. Training-set build and the "
         "training flow at 100k label rows only (the flow's 1.3x target is for 1M, so it is "
         "reported, not judged); validation, drift (100k vs 100k) and peak memory at 100k rows "
-        "instead of 1M; 200 requests per serving figure; 3 event samples. "
+        "instead of 1M; 100 requests per serving figure (1,000 in full); 3 event samples (10). "
         "`make bench FULL=1` runs the issue's sizes.",
     ]
 

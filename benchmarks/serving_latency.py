@@ -22,7 +22,7 @@ from benchmarks.results import Result
 from benchmarks.servers import BIN, answers, free_port, library_environment, running, wait_until
 from benchmarks.workload import KEY, LABEL, TIMESTAMP, Workspace, Workspaces
 
-WARM_UP = 20
+WARM_UP = 10
 
 
 def _request_ids(workspace: Workspace, batch: int, count: int, seed: int) -> list[list[int]]:

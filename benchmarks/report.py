@@ -25,7 +25,7 @@ def ratio_plot(results: Sequence[Result], path: Path) -> Path | None:
     rows = [r for r in results if r.ratio is not None]
     if not rows:
         return None
-    figure = _figure(9, 0.45 * len(rows) + 1.5)
+    figure = _figure(11, 0.45 * len(rows) + 1.5)
     axes = figure.subplots()
     colors = {"pass": "tab:green", "miss": "tab:red", "report": "tab:grey"}
     positions = np.arange(len(rows))[::-1]
@@ -34,9 +34,10 @@ def ratio_plot(results: Sequence[Result], path: Path) -> Path | None:
         if result.target is not None:
             axes.plot([result.target] * 2, [position - 0.4, position + 0.4], color="black")
     axes.axvline(1.0, color="grey", linestyle="--", linewidth=0.8)
-    axes.set_yticks(positions, [f"{r.stage}: {r.name} ({r.size})" for r in rows], fontsize=8)
+    labels = [f"{r.stage}: {r.name}" + (f" ({r.size})" if r.size != "-" else "") for r in rows]
+    axes.set_yticks(positions, labels, fontsize=8)
     axes.set(xscale="log", xlabel="ratio to the baseline (log; black tick = target)")
-    axes.set_title("Each figure against its lower bound, same run, same data")
+    figure.suptitle("Each figure against its lower bound, same run, same data")
     figure.savefig(path, dpi=110)
     return path
 

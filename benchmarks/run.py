@@ -139,16 +139,16 @@ def main() -> None:
                 traceback.print_exc()
                 failures.append(f"- Stage `{name}` failed: {type(error).__name__}: {error}")
             print(f"[bench] {name} done in {time.perf_counter() - stage_started:.0f} s")
-    machine_description["load average at end"] = machine.load_average()
-    notes = mode_notes(mode) + failures
-    path = report.write_report(
-        report_folder,
-        results,
-        machine_description,
-        mode.name,
-        notes,
-        time.perf_counter() - started,
-    )
+        machine_description["load average at end"] = machine.load_average()
+        # Written before the temporary folder goes: matplotlib caches its fonts under it.
+        path = report.write_report(
+            report_folder,
+            results,
+            machine_description,
+            mode.name,
+            mode_notes(mode) + failures,
+            time.perf_counter() - started,
+        )
     print(path.read_text())
     print(f"Report: {path}")
     if failures:

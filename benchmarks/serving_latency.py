@@ -116,7 +116,8 @@ def measure_serving(workspaces: Workspaces, size: str, folder: Path, requests: i
                     baseline_name="mlflow models serve, features inline",
                     unit="ms",
                     target=1.5,
-                    note=f"p50 {ours_p50:.1f} ms against {theirs_p50:.1f} ms",
+                    note=f"p50 {ours_p50:.1f} ms against {theirs_p50:.1f} ms; mlops serve predicts "
+                    "on one thread, MLflow's server with its defaults (OpenMP on every core)",
                     samples={"mlops serve": ours, "mlflow models serve": theirs},
                 )
             )

@@ -8,6 +8,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 # (module, function, label): the steps of the training flow, in flow order.
@@ -26,31 +27,44 @@ TRAINING_PHASES = (
 )
 
 
+@dataclass
+class Phases:
+    """Seconds spent per phase, and the phases running now (innermost last)."""
+
+    spent: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    active: list[str] = field(default_factory=list)
+
+    def current(self) -> str:
+        return self.active[-1].strip() if self.active else "other"
+
+
 @contextmanager
-def phase_times(phases: tuple[tuple[str, str, str], ...]) -> Iterator[dict[str, float]]:
-    """Seconds spent in each wrapped function while the block runs (originals restored)."""
-    spent: dict[str, float] = defaultdict(float)
+def phase_times(phases: tuple[tuple[str, str, str], ...]) -> Iterator[Phases]:
+    """Time spent in each wrapped function while the block runs (originals restored)."""
+    clock = Phases()
     originals: list[tuple[Any, str, Callable[..., Any]]] = []
     for module_name, attribute, label in phases:
         module = importlib.import_module(module_name)
         original = getattr(module, attribute)
         originals.append((module, attribute, original))
-        setattr(module, attribute, _timed(original, label, spent))
+        setattr(module, attribute, _timed(original, label, clock))
     try:
-        yield spent
+        yield clock
     finally:
         for module, attribute, original in originals:
             setattr(module, attribute, original)
 
 
-def _timed(function: Callable[..., Any], label: str, spent: dict[str, float]) -> Callable[..., Any]:
+def _timed(function: Callable[..., Any], label: str, clock: Phases) -> Callable[..., Any]:
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
+        clock.active.append(label)
         try:
             return function(*args, **kwargs)
         finally:
-            spent[label] += time.perf_counter() - started
+            clock.active.pop()
+            clock.spent[label] += time.perf_counter() - started
 
     return wrapper
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from benchmarks.phases import TRAINING_PHASES, describe, phase_times
+from benchmarks.phases import TRAINING_PHASES, Phases, describe, phase_times
 from benchmarks.results import Result
 from benchmarks.workload import KEY, LABEL, TIMESTAMP, Workspace, Workspaces, timed
 
@@ -114,19 +114,29 @@ def plain_training(workspace: Workspace, holdout_days: int = 21) -> float:
 
 
 class PeakMemory:
-    """Resident memory sampled every 10 ms in a thread: the peak above the starting point."""
+    """Resident memory sampled every 10 ms in a thread: the peak above the starting point, and
+    the peak while each phase ran."""
 
-    def __init__(self) -> None:
+    def __init__(self, phases: Phases) -> None:
         import psutil
 
         self._process = psutil.Process()
+        self._phases = phases
         self.start = self.peak = self._process.memory_info().rss
+        self.by_phase: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
         while not self._stop.wait(0.01):
-            self.peak = max(self.peak, self._process.memory_info().rss)
+            rss, phase = self._process.memory_info().rss, self._phases.current()
+            self.peak = max(self.peak, rss)
+            self.by_phase[phase] = max(self.by_phase.get(phase, 0), rss)
+
+    def describe(self) -> str:
+        """'phase +N MB, ...' above the start, largest first."""
+        ordered = sorted(self.by_phase.items(), key=lambda item: -item[1])
+        return ", ".join(f"{p} +{(rss - self.start) / 2**20:,.0f} MB" for p, rss in ordered[:5])
 
     def __enter__(self) -> PeakMemory:
         self._thread.start()
@@ -153,7 +163,7 @@ def measure_flow(workspaces: Workspaces, sizes: list[str], memory_size: str) -> 
         workspace = workspaces.get(size)
         workspace.activate()
         plain_seconds, auc = timed(lambda w=workspace: plain_training(w))
-        with PeakMemory() as memory, phase_times(TRAINING_PHASES) as spent:
+        with phase_times(TRAINING_PHASES) as phases, PeakMemory(phases) as memory:
             flow_seconds, outcome = timed(lambda w=workspace: run_flow(w))
         workspace.trained = True
         rows = f"{len(workspace.data.labels):,} label rows"
@@ -169,7 +179,7 @@ def measure_flow(workspaces: Workspaces, sizes: list[str], memory_size: str) -> 
                 target=1.3 if size == "1M" else None,
                 note=f"flow outcome {status}; plain holdout ROC AUC {auc:.3f}; warm-up run "
                 f"(imports, first calls) {warm_up:.1f} s not counted. Flow: "
-                f"{describe(dict(spent), flow_seconds)}",
+                f"{describe(dict(phases.spent), flow_seconds)}",
             )
         )
         if size == memory_size:
@@ -186,7 +196,8 @@ def measure_flow(workspaces: Workspaces, sizes: list[str], memory_size: str) -> 
                     unit="MB",
                     target=3.0,
                     note=f"process RSS {memory.start / 2**20:,.0f} MB before the run "
-                    f"(libraries loaded), peak {memory.peak / 2**20:,.0f} MB",
+                    f"(libraries loaded), peak {memory.peak / 2**20:,.0f} MB. Peak above the "
+                    f"start while each phase ran: {memory.describe()}",
                 )
             )
     return results

@@ -74,6 +74,23 @@ def test_split_keeps_training_rows_before_the_holdout_and_loses_none(
     )
 
 
+@pytest.mark.parametrize("holdout_days", [1, 7, 8, 21])
+def test_a_time_sorted_frame_splits_into_the_same_rows_without_a_copy(
+    frame: pd.DataFrame, holdout_days: int
+) -> None:
+    ordered = frame.sort_values([KEYS.timestamp, KEYS.entity_key]).reset_index(drop=True)
+    sliced = split_by_time(ordered, KEYS, holdout_days)
+    masked = split_by_time(ordered.sample(frac=1.0, random_state=1), KEYS, holdout_days)
+    for part, expected in ((sliced.train, masked.train), (sliced.holdout, masked.holdout)):
+        pd.testing.assert_frame_equal(
+            part, expected.sort_values([KEYS.timestamp, KEYS.entity_key]).reset_index(drop=True)
+        )
+        assert np.shares_memory(
+            part["tenure_months"].to_numpy(), ordered["tenure_months"].to_numpy()
+        )
+    assert sliced.cutoff == masked.cutoff
+
+
 @pytest.mark.parametrize(("holdout_days", "holdout_label_dates"), [(1, 1), (7, 1), (8, 2), (21, 3)])
 def test_holdout_covers_the_last_days_of_label_time(
     frame: pd.DataFrame, holdout_days: int, holdout_label_dates: int

@@ -116,7 +116,7 @@ def fit_model(train: pd.DataFrame, keys: TrainingSetKeys, parameters: ModelParam
     features = feature_columns(train, keys)
     pipeline = build_pipeline(train, features, parameters)
     with threadpool_limits(limits=parameters.threads):
-        return pipeline.fit(train[features], train[keys.label].to_numpy())
+        return pipeline.fit(_columns(train, features), train[keys.label].to_numpy())
 
 
 def predict_scores(
@@ -131,7 +131,14 @@ def predict_scores(
             f"The model needs column(s) {', '.join(missing)} that the frame lacks."
         )
     with threadpool_limits(limits=threads):
-        return np.asarray(model.predict_proba(frame[features])[:, 1], dtype="float64")
+        return np.asarray(model.predict_proba(_columns(frame, features))[:, 1], dtype="float64")
+
+
+def _columns(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The named columns sharing the frame's data: `frame[columns]` would copy them all (a
+    second training set in memory). The model only reads its input."""
+    with pd.option_context("mode.copy_on_write", True):
+        return frame[columns]
 
 
 def model_feature_names(model: Pipeline) -> list[str]:

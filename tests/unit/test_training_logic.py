@@ -168,3 +168,17 @@ def test_fitting_twice_with_the_same_seed_gives_identical_scores(frame: pd.DataF
     first = predict_scores(fit_model(frame, KEYS, PARAMETERS), frame, FEATURES)
     second = predict_scores(fit_model(frame, KEYS, PARAMETERS), frame, FEATURES)
     np.testing.assert_array_equal(first, second)
+
+
+def test_fit_and_predict_read_the_frame_in_place_and_leave_it_as_it_was(
+    frame: pd.DataFrame,
+) -> None:
+    before = frame.copy()
+    fitted = fit_model(frame, KEYS, PARAMETERS)
+    scores = predict_scores(fitted, frame, FEATURES)
+    on_a_copy = fitted.predict_proba(frame[FEATURES].copy())[:, 1]
+    np.testing.assert_array_equal(scores, on_a_copy)
+    np.testing.assert_array_equal(
+        fit_model(before.copy(), KEYS, PARAMETERS).predict_proba(before[FEATURES])[:, 1], scores
+    )
+    pd.testing.assert_frame_equal(frame, before)

@@ -8,7 +8,7 @@ VENV := .venv
 SYNCED := $(VENV)/.synced
 BIN := $(VENV)/bin
 
-.PHONY: setup demo demo-loop test lint lock clean
+.PHONY: setup demo demo-loop bench test lint lock clean
 
 setup: $(SYNCED)
 
@@ -25,6 +25,11 @@ demo: $(SYNCED)
 
 demo-loop: $(SYNCED)
 	$(BIN)/mlops demo --loop
+
+# `make bench` measures every stage at a small size (a few minutes); `make bench FULL=1` at the
+# issue's sizes (1M rows). The report goes to .mlops/reports/benchmarks/<UTC time>/report.md.
+bench: $(SYNCED)
+	$(BIN)/python -m benchmarks.run $(if $(FULL),--full) $(if $(ONLY),--only $(ONLY)) $(if $(SKIP),--skip $(SKIP))
 
 lint: $(SYNCED)
 	$(BIN)/ruff check .

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 # The model's runtime needs, pinned from this environment: inferring them costs ~10 s a model.
 MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy")
+SCHEMA_SAMPLE_ROWS = 1000  # rows MLflow reads to infer a dataset's schema, when that is exact
 REFERENCE_ROWS = 5000  # seeded sample of the training set kept as the drift reference
 
 
@@ -111,6 +112,47 @@ class LoggedRun:
     model_uri: str
 
 
+def sampled_schema(frame: pd.DataFrame) -> Any | None:
+    """The schema MLflow infers for a frame, from a sample of rows; None when only all rows
+    can tell.
+
+    MLflow looks at every value (missing values, the types in text columns): 15 s of a 100k-row
+    training run under a profiler. Checked vectorised instead: with no missing value and only
+    `str` in text columns, the dtypes and a sample decide the schema."""
+    from mlflow.models import infer_signature
+
+    text = [column for column in frame.columns if frame[column].dtype == object]
+    uniform = not frame.isna().to_numpy().any() and all(
+        pd.api.types.infer_dtype(frame[column], skipna=False) == "string" for column in text
+    )
+    return infer_signature(frame.head(SCHEMA_SAMPLE_ROWS)).inputs if uniform else None
+
+
+def training_dataset(frame: pd.DataFrame, source: str, label: str, digest: str) -> Any:
+    """The training set as an MLflow dataset, its schema from `sampled_schema` when it has one."""
+    from mlflow.data.pandas_dataset import PandasDataset
+    from mlflow.data.sources import (  # type: ignore[attr-defined]  # made at import time
+        LocalArtifactDatasetSource,
+    )
+
+    schema = sampled_schema(frame)
+
+    class SampledSchemaDataset(PandasDataset):
+        @property
+        def schema(self) -> Any:
+            return schema
+
+    kind = PandasDataset if schema is None else SampledSchemaDataset
+    return kind(
+        frame,
+        # Explicit: a bare path matches two registered source types and MLflow warns.
+        source=LocalArtifactDatasetSource(source),
+        targets=label,
+        name="training_set",
+        digest=digest[:36],
+    )
+
+
 def log_training_run(experiment_id: str, record: RunRecord) -> LoggedRun:
     """Log params, metrics, plots, dataset, lineage documents, drift reference and the model."""
     import mlflow
@@ -151,22 +193,16 @@ def _server_down_mid_run(
 def _log_contents(record: RunRecord) -> str:
     """Everything of a run inside the active MLflow run; return the model's URI."""
     import mlflow
-    from mlflow.data.pandas_dataset import from_pandas
-    from mlflow.data.sources import (  # type: ignore[attr-defined]  # made at import time
-        LocalArtifactDatasetSource,
-    )
     from mlflow.models import infer_signature
 
     mlflow.set_tags(record.tags)
     mlflow.log_params({k: str(v)[:6000] for k, v in record.parameters.items()})
     mlflow.log_metrics(record.metrics)
-    dataset = from_pandas(
+    dataset = training_dataset(
         record.training_set,
-        # Explicit: a bare path matches two registered source types and MLflow warns.
-        source=LocalArtifactDatasetSource(record.training_set_source),
-        targets=record.label_column,
-        name="training_set",
-        digest=record.training_set_digest[:36],
+        record.training_set_source,
+        record.label_column,
+        record.training_set_digest,
     )
     mlflow.log_input(dataset, context="training")
     for path, figure in record.figures.items():

@@ -74,6 +74,17 @@ def with_unknown_plan(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def with_number_in_region(frame: pd.DataFrame) -> pd.DataFrame:
+    # The set check is the text columns' type check too (the suites keep no per-value one).
+    frame.loc[2, "region"] = 7
+    return frame
+
+
+def with_bytes_in_plan(frame: pd.DataFrame) -> pd.DataFrame:
+    frame.loc[4, "plan"] = b"basic"
+    return frame
+
+
 def with_renamed_column(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.rename(columns={"sessions_7d": "session_count_7d"})
 
@@ -100,6 +111,8 @@ CORRUPTIONS: list[tuple[Callable[[pd.DataFrame], pd.DataFrame], str, str | None]
     (with_nulls_in_minutes, "expect_column_values_to_not_be_null", "minutes_7d"),
     (with_negative_tenure, "expect_column_min_to_be_between", "tenure_months"),
     (with_unknown_plan, "expect_column_distinct_values_to_be_in_set", "plan"),
+    (with_number_in_region, "expect_column_distinct_values_to_be_in_set", "region"),
+    (with_bytes_in_plan, "expect_column_distinct_values_to_be_in_set", "plan"),
     (with_renamed_column, "expect_table_columns_to_match_set", None),
     (with_extra_column, "expect_table_columns_to_match_set", None),
     (with_duplicated_key, "expect_compound_columns_to_be_unique", None),

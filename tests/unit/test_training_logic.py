@@ -74,6 +74,23 @@ def test_split_keeps_training_rows_before_the_holdout_and_loses_none(
     )
 
 
+@pytest.mark.parametrize("holdout_days", [1, 7, 8, 21])
+def test_a_time_sorted_frame_splits_into_the_same_rows_without_a_copy(
+    frame: pd.DataFrame, holdout_days: int
+) -> None:
+    ordered = frame.sort_values([KEYS.timestamp, KEYS.entity_key]).reset_index(drop=True)
+    sliced = split_by_time(ordered, KEYS, holdout_days)
+    masked = split_by_time(ordered.sample(frac=1.0, random_state=1), KEYS, holdout_days)
+    for part, expected in ((sliced.train, masked.train), (sliced.holdout, masked.holdout)):
+        pd.testing.assert_frame_equal(
+            part, expected.sort_values([KEYS.timestamp, KEYS.entity_key]).reset_index(drop=True)
+        )
+        assert np.shares_memory(
+            part["tenure_months"].to_numpy(), ordered["tenure_months"].to_numpy()
+        )
+    assert sliced.cutoff == masked.cutoff
+
+
 @pytest.mark.parametrize(("holdout_days", "holdout_label_dates"), [(1, 1), (7, 1), (8, 2), (21, 3)])
 def test_holdout_covers_the_last_days_of_label_time(
     frame: pd.DataFrame, holdout_days: int, holdout_label_dates: int
@@ -151,3 +168,17 @@ def test_fitting_twice_with_the_same_seed_gives_identical_scores(frame: pd.DataF
     first = predict_scores(fit_model(frame, KEYS, PARAMETERS), frame, FEATURES)
     second = predict_scores(fit_model(frame, KEYS, PARAMETERS), frame, FEATURES)
     np.testing.assert_array_equal(first, second)
+
+
+def test_fit_and_predict_read_the_frame_in_place_and_leave_it_as_it_was(
+    frame: pd.DataFrame,
+) -> None:
+    before = frame.copy()
+    fitted = fit_model(frame, KEYS, PARAMETERS)
+    scores = predict_scores(fitted, frame, FEATURES)
+    on_a_copy = fitted.predict_proba(frame[FEATURES].copy())[:, 1]
+    np.testing.assert_array_equal(scores, on_a_copy)
+    np.testing.assert_array_equal(
+        fit_model(before.copy(), KEYS, PARAMETERS).predict_proba(before[FEATURES])[:, 1], scores
+    )
+    pd.testing.assert_frame_equal(frame, before)

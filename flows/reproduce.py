@@ -178,12 +178,16 @@ def _retrain_checks(
     parameters = _model_parameters(recorded.lineage.parameters)
     model = training.fit_model(split.train, keys, parameters)
     columns = training.feature_columns(split.holdout, keys)
+    # Train metrics were computed on a seeded sample when the training rows were many.
+    most = recorded.parameters.get("train_metric_rows")
+    train = training.metric_rows(split.train, int(most) if most else None, parameters.seed)
+    parts = (("train", train), ("holdout", split.holdout))
     scores = {
         group: training.predict_scores(model, part, columns, parameters.threads)
-        for group, part in (("train", split.train), ("holdout", split.holdout))
+        for group, part in parts
     }
     checks = [compare_split(recorded.parameters, split)]
-    for group, part in (("train", split.train), ("holdout", split.holdout)):
+    for group, part in parts:
         recomputed = compute_metrics(part[keys.label].to_numpy(), scores[group])
         checks.append(compare_metrics(group, recorded.metrics, recomputed))
     registered_model = registry.load_version(

@@ -101,6 +101,12 @@ class TrainingSettings(Group):
     holdout_days: int = Field(
         default=21, description="The last days of the window kept apart as holdout."
     )
+    train_metric_rows: int = Field(
+        default=100_000,
+        ge=1000,
+        description="Most training rows scored for the train metrics (a seeded sample above it): "
+        "scoring a million rows again costs more than the estimate is worth.",
+    )
     retrain_window_days: int = Field(
         default=42,
         ge=14,

@@ -119,6 +119,13 @@ def fit_model(train: pd.DataFrame, keys: TrainingSetKeys, parameters: ModelParam
         return pipeline.fit(_columns(train, features), train[keys.label].to_numpy())
 
 
+def metric_rows(frame: pd.DataFrame, most: int | None, seed: int) -> pd.DataFrame:
+    """The rows train metrics are computed on: all of them, or a seeded sample of `most`."""
+    if most is None or len(frame) <= most:
+        return frame
+    return frame.sample(n=most, random_state=seed)
+
+
 def predict_scores(
     model: Pipeline, frame: pd.DataFrame, features: list[str], threads: int = 1
 ) -> np.ndarray:

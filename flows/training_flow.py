@@ -137,12 +137,13 @@ def evaluate_candidate(
 ) -> Evaluation:
     """Score train and holdout, score the champion on the same holdout, apply every gate."""
     columns = training.feature_columns(split.holdout, keys)
-    y_train = split.train[keys.label].to_numpy()
     y_holdout = split.holdout[keys.label].to_numpy()
     threads = settings.training.threads
     holdout_scores = training.predict_scores(model, split.holdout, columns, threads)
     metrics = {f"holdout_{k}": v for k, v in compute_metrics(y_holdout, holdout_scores).items()}
-    train_scores = training.predict_scores(model, split.train, columns, threads)
+    train = training.metric_rows(split.train, settings.training.train_metric_rows, seed)
+    train_scores = training.predict_scores(model, train, columns, threads)
+    y_train = train[keys.label].to_numpy()
     metrics |= {f"train_{k}": v for k, v in compute_metrics(y_train, train_scores).items()}
 
     champion = registry.load_champion(settings.tracking_uri, settings.mlflow.model_name)
@@ -259,6 +260,7 @@ def log_run(
             "holdout_cutoff": split.cutoff.isoformat(),
             "train_rows": len(split.train),
             "holdout_rows": len(split.holdout),
+            "train_metric_rows": settings.training.train_metric_rows,
             "feature_service": training_set.feature_service,
             "promotion_policy": settings.promotion_policy.value,
             **{f"gate_{k}": v for k, v in settings.gates.model_dump().items()},

@@ -182,3 +182,16 @@ def test_fit_and_predict_read_the_frame_in_place_and_leave_it_as_it_was(
         fit_model(before.copy(), KEYS, PARAMETERS).predict_proba(before[FEATURES])[:, 1], scores
     )
     pd.testing.assert_frame_equal(frame, before)
+
+
+def test_train_metrics_use_every_row_or_a_seeded_sample() -> None:
+    from flows.training import metric_rows
+
+    frame = pd.DataFrame({"x": range(5000)})
+    assert metric_rows(frame, None, seed=1) is frame
+    assert metric_rows(frame, 5000, seed=1) is frame
+    sample = metric_rows(frame, 1000, seed=1)
+    assert len(sample) == 1000
+    assert sample.index.is_unique
+    pd.testing.assert_frame_equal(sample, metric_rows(frame, 1000, seed=1))
+    assert not sample.equals(metric_rows(frame, 1000, seed=2))

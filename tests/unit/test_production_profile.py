@@ -94,3 +94,22 @@ def test_servers_bind_loopback_and_keep_secrets_off_the_command_line(
     )
     key = stack.stack_folder(production) / "mlflow-secret-key"
     assert key.stat().st_mode & 0o777 == 0o600
+
+
+def test_task_runner_is_threads_by_default_and_dask_on_loopback_when_chosen() -> None:
+    from prefect.task_runners import ThreadPoolTaskRunner
+    from prefect_dask.task_runners import DaskTaskRunner
+
+    from flows.settings import PrefectSettings
+    from flows.task_runners import task_runner_for
+
+    assert isinstance(task_runner_for(PrefectSettings()), ThreadPoolTaskRunner)
+    local = task_runner_for(PrefectSettings(task_runner=TaskRunnerKind.DASK, dask_workers=3))
+    assert isinstance(local, DaskTaskRunner)
+    assert local.cluster_kwargs["host"] == "127.0.0.1"
+    assert local.cluster_kwargs["dashboard_address"] is None
+    assert local.cluster_kwargs["n_workers"] == 3
+    remote = task_runner_for(
+        PrefectSettings(task_runner=TaskRunnerKind.DASK, dask_address="tcp://10.0.0.5:8786")
+    )
+    assert remote.address == "tcp://10.0.0.5:8786"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 import time
@@ -49,7 +50,8 @@ def _settings(runs_flows: bool = False) -> Settings:
     except (ValidationError, SettingsError) as error:
         # A value that is not JSON fails while decoding (SettingsError), before validation.
         detail = error.__cause__ if isinstance(error, SettingsError) and error.__cause__ else ""
-        console.print(f"[red]error:[/] invalid MLOPS_* setting:\n{escape(str(error))} {detail}")
+        message = _redact_secrets(f"{error} {detail}")
+        console.print(f"[red]error:[/] invalid MLOPS_* setting:\n{escape(message)}")
         raise typer.Exit(EXIT_FAILED) from None
     from flows import runtime
 
@@ -57,6 +59,15 @@ def _settings(runs_flows: bool = False) -> Settings:
     if runs_flows:
         console.print(f"  flow runs go to {api}")
     return settings
+
+
+def _redact_secrets(text: str) -> str:
+    """Pydantic shows rejected values; never those of a password, token or key variable."""
+    secret_name = re.compile(r"PASS|PASW|PWD|TOKEN|SECRET|KEY", re.IGNORECASE)
+    for name, value in os.environ.items():
+        if name.upper().startswith("MLOPS_") and secret_name.search(name) and value:
+            text = text.replace(value, "**********")
+    return text
 
 
 def _expected_errors() -> tuple[type[Exception], ...]:

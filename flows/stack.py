@@ -125,8 +125,8 @@ def _connect(settings: Settings, database: str) -> psycopg.Connection[tuple[obje
         )
     except psycopg.OperationalError as error:
         raise StackError(
-            f"PostgreSQL at {pg.host}:{pg.port} (user {pg.user}) is not reachable: "
-            f"{str(error).strip()}. Start it, or set MLOPS_POSTGRES__HOST/PORT/USER/PASSWORD."
+            f"PostgreSQL at {pg.host}:{pg.port} (user {pg.user}) is not reachable "
+            f"({_one_line(error)}). Start it, or set MLOPS_POSTGRES__HOST/PORT/USER/PASSWORD."
         ) from None
 
 
@@ -372,6 +372,8 @@ def _postgres_status(settings: Settings) -> ServiceStatus:
 
 def _redis_status(settings: Settings) -> ServiceStatus:
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     options = settings.redis
     url = f"redis://{options.host}:{options.port}/{options.db}"  # never the password
@@ -383,6 +385,7 @@ def _redis_status(settings: Settings) -> ServiceStatus:
         password=password,
         socket_timeout=2,
         socket_connect_timeout=2,
+        retry=Retry(NoBackoff(), 0),  # a health check answers now, not after back-offs
     )
     try:
         client.ping()
@@ -391,12 +394,16 @@ def _redis_status(settings: Settings) -> ServiceStatus:
             REDIS,
             url,
             False,
-            f"{error}. Start it (`redis-server --bind 127.0.0.1`), or set "
-            "MLOPS_REDIS__HOST/PORT/PASSWORD.",
+            f"not reachable ({_one_line(error)}). Start it (`redis-server --bind 127.0.0.1`), "
+            "or set MLOPS_REDIS__HOST/PORT/PASSWORD.",
         )
     finally:
         client.close()
     return ServiceStatus(REDIS, url, True, "answers PING")
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split()).rstrip(".?")
 
 
 def _is_healthy(url: str, timeout: float = 2) -> bool:

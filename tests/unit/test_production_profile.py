@@ -113,3 +113,18 @@ def test_task_runner_is_threads_by_default_and_dask_on_loopback_when_chosen() ->
         PrefectSettings(task_runner=TaskRunnerKind.DASK, dask_address="tcp://10.0.0.5:8786")
     )
     assert remote.address == "tcp://10.0.0.5:8786"
+
+
+@pytest.mark.parametrize(
+    ("ci", "outcome"), [("true", pytest.fail.Exception), ("", pytest.skip.Exception)]
+)
+def test_missing_services_fail_under_ci_and_skip_locally(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ci: str, outcome: type[BaseException]
+) -> None:
+    from tests.services import free_port, require_services
+
+    monkeypatch.setenv("CI", ci)
+    nothing = free_port()  # nothing listens there
+    settings = Settings(home=tmp_path, postgres={"port": nothing}, redis={"port": nothing})
+    with pytest.raises(outcome, match=r"(?s)postgres .*not reachable.*redis .*not reachable"):
+        require_services(settings)

@@ -128,3 +128,22 @@ def test_missing_services_fail_under_ci_and_skip_locally(
     settings = Settings(home=tmp_path, postgres={"port": nothing}, redis={"port": nothing})
     with pytest.raises(outcome, match=r"(?s)postgres .*not reachable.*redis .*not reachable"):
         require_services(settings)
+
+
+def test_features_env_prints_what_the_feast_cli_needs(production: Settings) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    result = CliRunner().invoke(app, ["features", "env"])
+    assert result.exit_code == 0, result.output
+    exported = dict(
+        line.removeprefix("export ").split("=", 1) for line in result.stdout.splitlines()
+    )
+    assert set(exported) >= {
+        "FEAST_FS_YAML_FILE_PATH",
+        "FEAST_PROJECT_NAME",
+        "FEAST_SQL_REGISTRY_URL",
+        "FEAST_REDIS_CONNECTION_STRING",
+    }
+    assert exported["FEAST_PROJECT_NAME"] == "churn"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,12 @@ app = typer.Typer(
 )
 features_app = typer.Typer(help="The Feast feature repository.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
+stack_app = typer.Typer(
+    help="The production-like stack on this machine: MLflow and Prefect servers on "
+    "PostgreSQL (PostgreSQL and Redis must be running).",
+    no_args_is_help=True,
+)
+app.add_typer(stack_app, name="stack")
 app.registered_commands += governance_app.registered_commands
 
 
@@ -111,6 +118,63 @@ def _materialize(settings: Settings, end: datetime | None) -> None:
     run_step(
         f"materialize up to {until:%Y-%m-%d %H:%M}", lambda: features.materialize(store, until)
     )
+
+
+@features_app.command("env")
+def features_env() -> None:
+    """Print `export` lines for the Feast CLI (`eval "$(mlops features env)"`); secrets too."""
+    settings = Settings()
+    from flows.settings import DERIVED_FEAST_VARIABLES
+
+    environment = settings.library_environment()
+    for name in ("MLOPS_HOME", "FEAST_USAGE", "FEAST_FS_YAML_FILE_PATH", *DERIVED_FEAST_VARIABLES):
+        if name in environment:
+            typer.echo(f"export {name}={shlex.quote(environment[name])}")
+
+
+@stack_app.command("up")
+def stack_up() -> None:
+    """Start the MLflow and Prefect servers (loopback by default) and wait until healthy."""
+    from flows import stack
+
+    settings = load_settings()
+    run_step("start the stack", lambda: stack.up(settings, lambda line: console.print(f"  {line}")))
+    _print_status(stack.status(settings))
+    console.print(
+        "  use it: export MLOPS_PROFILE=production (and the same MLOPS_* settings) before "
+        "`mlops features apply`, `mlops train` or a Prefect worker"
+    )
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop the servers `mlops stack up` started (their whole process groups)."""
+    from flows import stack
+
+    settings = load_settings()
+    stopped = run_step("stop the stack", lambda: stack.down(settings))
+    console.print(f"  stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Each service with its URL and health; exit 1 when one is not healthy."""
+    from flows import stack
+
+    found = stack.status(load_settings())
+    _print_status(found)
+    if not all(service.healthy for service in found):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _print_status(found: list[Any]) -> None:
+    """One line a service on stdout (name, URL, up or down, pid); why it is down on stderr."""
+    for service in found:
+        pid = f" pid {service.pid}" if service.pid else ""
+        state = "up" if service.healthy else "down"
+        typer.echo(f"{service.name:8} {service.url:34} {state}{pid}")
+        if not service.healthy:
+            console.print(f"  [red]{service.name} down:[/] {escape(service.detail)}")
 
 
 @app.command()

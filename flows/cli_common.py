@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,7 +34,8 @@ def load_settings(runs_flows: bool = False) -> Settings:
     except (ValidationError, SettingsError) as error:
         # A value that is not JSON fails while decoding (SettingsError), before validation.
         detail = error.__cause__ if isinstance(error, SettingsError) and error.__cause__ else ""
-        console.print(f"[red]error:[/] invalid MLOPS_* setting:\n{escape(str(error))} {detail}")
+        message = redact_secrets(f"{error} {detail}")
+        console.print(f"[red]error:[/] invalid MLOPS_* setting:\n{escape(message)}")
         raise typer.Exit(EXIT_FAILED) from None
     from flows import runtime
 
@@ -42,6 +45,15 @@ def load_settings(runs_flows: bool = False) -> Settings:
     return settings
 
 
+def redact_secrets(text: str) -> str:
+    """Pydantic shows rejected values; never those of a password, token or key variable."""
+    secret_name = re.compile(r"PASS|PASW|PWD|TOKEN|SECRET|KEY", re.IGNORECASE)
+    for name, value in os.environ.items():
+        if name.upper().startswith("MLOPS_") and secret_name.search(name) and value:
+            text = text.replace(value, "**********")
+    return text
+
+
 def expected_errors() -> tuple[type[Exception], ...]:
     """Failures with a message written for the user: shown without a traceback."""
     from flows.features import FeatureRepoError, LabelsError
@@ -49,6 +61,7 @@ def expected_errors() -> tuple[type[Exception], ...]:
     from flows.redeploy_flow import RedeployFailedError
     from flows.registry_lock import RegistryLockError
     from flows.simulate import SimulationSpecError
+    from flows.stack import StackError
     from flows.tracking import TrackingStoreError
     from flows.training import TrainingDataError
     from flows.validation import DataValidationError
@@ -62,6 +75,7 @@ def expected_errors() -> tuple[type[Exception], ...]:
         TrainingDataError,
         WorkspaceError,
         SimulationSpecError,
+        StackError,
         GovernanceError,
         RegistryLockError,
         RedeployFailedError,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -163,6 +163,42 @@ def check_drift(
         reason=reason,
         report=snapshot,
     )
+
+
+def split_by_segment(
+    reference: pd.DataFrame, current: pd.DataFrame, column: str
+) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """Reference and current rows of each value of `column` seen in the current data."""
+    for name, frame in (("reference", reference), ("current", current)):
+        if column not in frame.columns:
+            raise DriftInputError(
+                f"The {name} frame has no segment column {column!r}: set "
+                "MLOPS_MONITORING__SEGMENT_COLUMN to one of the features, or empty."
+            )
+    segments = sorted(str(value) for value in current[column].dropna().unique())
+    return {
+        segment: (
+            reference[reference[column].astype(str) == segment].reset_index(drop=True),
+            current[current[column].astype(str) == segment].reset_index(drop=True),
+        )
+        for segment in segments
+    }
+
+
+def check_segment_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    columns: list[str],
+    categorical: list[str],
+    segment_column: str,
+    settings: MonitoringSettings,
+) -> DriftResult:
+    """Drift within one segment (every column but the segment's own), without the report."""
+    kept = [column for column in columns if column != segment_column]
+    kept_categorical = [column for column in categorical if column != segment_column]
+    found = check_drift(reference, current, kept, kept_categorical, settings)
+    # Segments are reported as values; their HTML would travel back from every worker.
+    return replace(found, report=None)
 
 
 def _check_columns(

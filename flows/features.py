@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -52,16 +54,29 @@ def keys_of(settings: Settings) -> TrainingSetKeys:
     )
 
 
-def open_store(repo_path: Path) -> FeatureStore:
-    """Open the Feast store configured by `feature_store.yaml` in `repo_path`."""
-    if not (repo_path / "feature_store.yaml").is_file():
-        raise FeatureRepoError(
-            f"No Feast repository at {repo_path}: expected {repo_path / 'feature_store.yaml'}. "
-            "Point MLOPS_FEATURES__REPO_PATH at your feature repository."
-        )
+def open_store(repo_path: Path, store_yaml: Path | None = None) -> FeatureStore:
+    """Open the Feast store of `repo_path`, configured by `store_yaml` or, when empty, by the
+    file Feast itself picks (FEAST_FS_YAML_FILE_PATH, which the settings export, or
+    `feature_store.yaml` in the repository)."""
     from feast import FeatureStore
+    from feast.utils import get_default_yaml_file_path
 
-    return FeatureStore(repo_path=str(repo_path))
+    config = store_yaml or get_default_yaml_file_path(repo_path)
+    if not config.is_file():
+        raise FeatureRepoError(
+            f"No Feast repository at {repo_path}: expected {config}. Point "
+            "MLOPS_FEATURES__REPO_PATH at your feature repository (and MLOPS_FEATURES__STORE_YAML "
+            "at its configuration file if it is not the profile's default)."
+        )
+    # Feast leaves an unset ${VAR} in place and then fails far from the cause.
+    unresolved = sorted(set(re.findall(r"\$\{(\w+)\}", os.path.expandvars(config.read_text()))))
+    if unresolved:
+        raise FeatureRepoError(
+            f"{config} needs the environment variable(s) {', '.join(unresolved)}, which are "
+            "not set. `mlops` sets them from the MLOPS_* settings (MLOPS_PROFILE=production); "
+            'for the Feast CLI, `eval "$(mlops features env)"` first.'
+        )
+    return FeatureStore(repo_path=str(repo_path), fs_yaml_file=config)
 
 
 def apply_repository(store: FeatureStore, repo_path: Path) -> list[str]:

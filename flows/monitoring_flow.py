@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,13 +17,15 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 from prefect.states import Completed
+from prefect.utilities.annotations import unmapped
 from pydantic import BaseModel, Field
 
 from flows import batch_scoring, drift, events, features, registry, tracking, training
 from flows.data_checks import check_or_stop
 from flows.drift import DecayResult, DriftResult
 from flows.service_contract import PredictionLog
-from flows.settings import Settings
+from flows.settings import MonitoringSettings, Settings
+from flows.task_runners import task_runner_for
 from flows.times import UtcDatetime, to_utc
 from flows.validation import ValidationResult
 from flows.workspace import Workspace
@@ -85,6 +89,7 @@ class MonitoringOutcome:
     features: DriftResult
     performance: DecayResult | None = None
     predictions: DriftResult | None = None
+    segments: Mapping[str, DriftResult] = field(default_factory=dict)  # informative only
 
 
 @task(cache_policy=NO_CACHE)
@@ -192,21 +197,67 @@ def validate_current_window(settings: Settings, window: CurrentWindow) -> Valida
     )
 
 
+def _categorical(champion: ChampionReference, window: CurrentWindow) -> list[str]:
+    return [
+        column
+        for column in window.feature_columns
+        if column in champion.reference.columns
+        and not pd.api.types.is_numeric_dtype(champion.reference[column])
+    ]
+
+
 @task(cache_policy=NO_CACHE)
 def check_feature_drift(
     settings: Settings, champion: ChampionReference, window: CurrentWindow
 ) -> DriftResult:
     """Evidently's per-feature tests, current window against the champion's reference."""
-    columns = window.feature_columns
-    categorical = [
-        column
-        for column in columns
-        if column in champion.reference.columns
-        and not pd.api.types.is_numeric_dtype(champion.reference[column])
-    ]
     return drift.check_drift(
-        champion.reference, window.frame, columns, categorical, settings.monitoring
+        champion.reference,
+        window.frame,
+        window.feature_columns,
+        _categorical(champion, window),
+        settings.monitoring,
     )
+
+
+@task(cache_policy=NO_CACHE, task_run_name="check-segment-drift-{segment}")
+def check_segment_drift(
+    segment: str,
+    frames: tuple[pd.DataFrame, pd.DataFrame],
+    columns: list[str],
+    categorical: list[str],
+    segment_column: str,
+    settings: MonitoringSettings,
+) -> DriftResult:
+    """Drift of one segment's rows (reference, current), on a thread or a Dask worker."""
+    reference, current = frames
+    return drift.check_segment_drift(
+        reference, current, columns, categorical, segment_column, settings
+    )
+
+
+def check_segments(
+    settings: Settings, champion: ChampionReference, window: CurrentWindow
+) -> dict[str, DriftResult]:
+    """One drift check per segment, fanned out on the configured task runner."""
+    column = settings.monitoring.segment_column
+    if not column or column not in window.feature_columns:
+        return {}
+    frames = drift.split_by_segment(champion.reference, window.frame, column)
+    segments = list(frames)
+    with task_runner_for(settings.prefect) as runner:
+        futures = runner.map(
+            check_segment_drift,
+            parameters={
+                "segment": segments,
+                "frames": [frames[segment] for segment in segments],
+                "columns": unmapped(window.feature_columns),
+                "categorical": unmapped(_categorical(champion, window)),
+                "segment_column": unmapped(column),
+                "settings": unmapped(settings.monitoring),
+            },
+        )
+        return {segment: future.result() for segment, future in zip(segments, futures, strict=True)}
 
 
 def _load_model(settings: Settings, champion: ChampionReference) -> Any:
@@ -311,6 +362,10 @@ def log_monitoring_run(
         metrics["performance_decayed"] = float(outcome.performance.decayed)
     if outcome.predictions is not None and outcome.predictions.scores:
         metrics["prediction_drift_score"] = outcome.predictions.scores[SCORE_COLUMN].score
+    for segment, result in outcome.segments.items():
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", segment)
+        metrics[f"segment_{name}_drift_share"] = result.drift_share or 0.0
+        metrics[f"segment_{name}_drifted_features"] = float(len(result.drifted_columns))
     return _log_to_mlflow(
         experiment_id,
         run_name=f"monitor-{outcome.window_end:%Y%m%d}",
@@ -329,7 +384,13 @@ def log_monitoring_run(
             **settings.monitoring.model_dump(),
         },
         metrics=metrics,
-        summary=_payload(outcome, report=None) | {"features": found.to_payload()},
+        summary=_payload(outcome, report=None)
+        | {
+            "features": found.to_payload(),
+            "segment_results": {
+                segment: result.to_payload() for segment, result in outcome.segments.items()
+            },
+        },
         result=found,
     )
 
@@ -367,6 +428,15 @@ def _payload(outcome: MonitoringOutcome, report: str | None) -> dict[str, Any]:
         "drifted_features": list(outcome.drifted_features),
         "performance": outcome.performance.to_payload() if outcome.performance else None,
         "predictions": outcome.predictions.to_payload() if outcome.predictions else None,
+        "segments": {
+            segment: {
+                "status": result.status,
+                "drift_share": result.drift_share,
+                "drifted_features": list(result.drifted_columns),
+                "current_rows": result.current_rows_total,
+            }
+            for segment, result in outcome.segments.items()
+        },
         "report": report,
         "reason": outcome.reason,
     }
@@ -425,8 +495,10 @@ def monitor_drift(parameters: MonitoringParameters | None = None) -> Any:
         print(message)
         return Completed(name="NotEnoughData", message=message, data=outcome)
 
+    segments = check_segments(settings, champion, window)
     performance = check_performance(settings, champion, window)
     predictions = check_prediction_drift(settings, champion, window)
+    # Segments are reported, not decided on: the verdict is the whole window's.
     drifted = found.drifted or (performance is not None and performance.decayed)
     outcome = replace(
         outcome,
@@ -434,12 +506,28 @@ def monitor_drift(parameters: MonitoringParameters | None = None) -> Any:
         reason=_reason(found, performance),
         performance=performance,
         predictions=predictions,
+        segments=segments,
     )
     run_id = log_monitoring_run(settings, experiment_id, champion, outcome)
     outcome = replace(outcome, run_id=run_id)
     create_table_artifact(
         key="drift-results", table=found.to_rows(), description="Drift per feature"
     )
+    if segments:
+        create_table_artifact(
+            key="drift-segments",
+            table=[
+                {
+                    "segment": segment,
+                    "status": result.status,
+                    "drift_share": result.drift_share,
+                    "drifted_features": ", ".join(result.drifted_columns),
+                    "current_rows": result.current_rows_total,
+                }
+                for segment, result in segments.items()
+            ],
+            description=f"Drift per {settings.monitoring.segment_column} segment",
+        )
     if drifted:
         _emit_drift_detected(outcome)
     message = f"v{champion.version} {outcome.status.replace('_', ' ')}: {outcome.reason}"

@@ -20,6 +20,11 @@ def prepare(settings: Settings) -> str:
         os.environ["PREFECT_API_URL"] = settings.prefect.api_url
         return f"Prefect API {settings.prefect.api_url} (from MLOPS_PREFECT__API_URL)"
     local = local_server_url(settings)
+    if settings.is_production:
+        # Never a temporary server: its runs would be lost with it.
+        os.environ["PREFECT_API_URL"] = local
+        health = "" if server_is_up(local) else "; not answering yet: `mlops stack up`"
+        return f"Prefect API {local} (the production stack{health})"
     if server_is_up(local):
         os.environ["PREFECT_API_URL"] = local
         return f"Prefect API {local} (the running `mlops server`)"

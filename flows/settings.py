@@ -20,6 +20,20 @@ class PromotionPolicy(StrEnum):
     MANUAL = "manual"
 
 
+class Profile(StrEnum):
+    """Where state lives: embedded files in the workspace, or servers (PostgreSQL, Redis)."""
+
+    LOCAL = "local"
+    PRODUCTION = "production"
+
+
+class TaskRunnerKind(StrEnum):
+    """How a flow's fanned-out tasks run: threads in the flow's process, or on Dask."""
+
+    THREAD = "thread"
+    DASK = "dask"
+
+
 class Group(BaseModel):
     """A settings group: an unknown key is a typo, not something to ignore."""
 
@@ -46,6 +60,17 @@ class FeatureSettings(Group):
         default=None,
         description="Parquet file of labels (entity key, timestamp, label); empty means "
         "`data/labels.parquet` in the workspace, where `mlops simulate` writes it.",
+    )
+    store_yaml: Path | None = Field(
+        default=None,
+        description="Feast configuration file; empty means `feature_store.yaml` in the "
+        "repository (profile local) or `production/feature_store.yaml` (profile production).",
+    )
+    project: str = Field(
+        default="churn",
+        pattern=r"^[a-zA-Z0-9_]+$",
+        description="Feast project of the production file (the local file names `churn`): "
+        "rows in the SQL registry and keys in Redis are scoped by it.",
     )
 
 
@@ -84,6 +109,18 @@ class MlflowSettings(Group):
         ge=0,
         description="Seconds of the exponential back-off between those retries (MLflow's "
         "default of 2 makes a dead server take longer to report).",
+    )
+    server_host: str = Field(
+        default="127.0.0.1", description="Host `mlops stack up` binds the tracking server to."
+    )
+    server_port: int = Field(default=5000, description="Port of the tracking server.")
+    admin_username: str = Field(
+        default="admin", description="Admin user of the tracking server's basic-auth app."
+    )
+    admin_password: SecretStr | None = Field(
+        default=None,
+        description="Password of that admin user (12 characters or more; the stack refuses "
+        "to start without one or with a well-known default); the flows log in with it.",
     )
 
 
@@ -196,6 +233,11 @@ class MonitoringSettings(Group):
         "that counts as drift (performance decay).",
     )
     seed: int = Field(default=42, description="Seed of the row sampling.")
+    segment_column: str | None = Field(
+        default="plan",
+        description="Categorical feature whose values are checked for drift one by one "
+        "(reported per segment, fanned out on the task runner); empty turns it off.",
+    )
 
 
 class PrefectSettings(Group):
@@ -210,6 +252,71 @@ class PrefectSettings(Group):
     server_port: int = Field(default=4200, description="Port `mlops server` binds.")
     ephemeral_startup_timeout_seconds: int = Field(
         default=120, description="Time a temporary server may take to start on a slow machine."
+    )
+    task_runner: TaskRunnerKind = Field(
+        default=TaskRunnerKind.THREAD,
+        description="`thread`: fanned-out tasks (per-segment drift) run on threads; `dask`: on "
+        "a Dask cluster (a local one bound to 127.0.0.1, or `dask_address`).",
+    )
+    dask_address: str | None = Field(
+        default=None,
+        description="Scheduler of an existing Dask cluster (`tcp://host:8786`); empty means a "
+        "temporary local cluster for each fan-out.",
+    )
+    dask_workers: int = Field(
+        default=2, ge=1, description="Worker processes of the temporary local Dask cluster."
+    )
+
+
+class PostgresSettings(Group):
+    """The PostgreSQL server of the production profile (MLflow, Prefect, Feast registry)."""
+
+    host: str = Field(default="127.0.0.1", description="PostgreSQL host.")
+    port: int = Field(default=5432, description="PostgreSQL port.")
+    user: str = Field(default="postgres", description="PostgreSQL user.")
+    password: SecretStr | None = Field(
+        default=None, description="PostgreSQL password; empty for trust or peer auth."
+    )
+    database_prefix: str = Field(
+        default="mlops",
+        pattern=r"^[a-z][a-z0-9_]*$",
+        description="Databases `<prefix>_mlflow`, `<prefix>_prefect` and `<prefix>_feast` "
+        "(created by `mlops stack up` when missing).",
+    )
+
+    def database(self, service: str) -> str:
+        return f"{self.database_prefix}_{service}"
+
+    def url(self, service: str, driver: str) -> str:
+        """SQLAlchemy URL of one service's database; it holds the password: never log it."""
+        from urllib.parse import quote
+
+        secret = f":{quote(self.password.get_secret_value(), safe='')}" if self.password else ""
+        credentials = f"{quote(self.user, safe='')}{secret}"
+        return (
+            f"postgresql+{driver}://{credentials}@{self.host}:{self.port}/{self.database(service)}"
+        )
+
+
+class RedisSettings(Group):
+    """The Redis server of the production profile (Feast online store)."""
+
+    host: str = Field(default="127.0.0.1", description="Redis host.")
+    port: int = Field(default=6379, description="Redis port.")
+    db: int = Field(default=0, ge=0, description="Redis database number.")
+    password: SecretStr | None = Field(default=None, description="Redis password, if any.")
+
+    def connection_string(self) -> str:
+        """Feast's `host:port,db=N[,password=...]`; it holds the password: never log it."""
+        secret = f",password={self.password.get_secret_value()}" if self.password else ""
+        return f"{self.host}:{self.port},db={self.db}{secret}"
+
+
+class StackSettings(Group):
+    """`mlops stack up|down|status`: the servers of the production profile on this machine."""
+
+    startup_timeout_seconds: float = Field(
+        default=240, gt=0, description="Time each server may take to answer its health check."
     )
 
 
@@ -249,9 +356,16 @@ class Settings(BaseSettings):
         description="Where the project is checked out on a worker's machine; prefect.yaml's "
         "pull step reads it (as MLOPS_PROJECT_DIR) when deployments are created.",
     )
+    profile: Profile = Field(
+        default=Profile.LOCAL,
+        description="`local`: SQLite and files in the workspace, temporary Prefect server; "
+        "`production`: MLflow and Prefect servers on PostgreSQL, Feast SQL registry on "
+        "PostgreSQL and online store on Redis (`mlops stack up`).",
+    )
     promotion_policy: PromotionPolicy = Field(
         default=PromotionPolicy.AUTO,
-        description="`auto`: passing gates promote to champion; `manual`: a person approves.",
+        description="`auto`: passing gates promote to champion; `manual`: a person approves. "
+        "Unset, it is `auto` on the local profile and `manual` on the production profile.",
     )
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     expectations: ExpectationSettings = Field(default_factory=ExpectationSettings)
@@ -261,6 +375,9 @@ class Settings(BaseSettings):
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    stack: StackSettings = Field(default_factory=StackSettings)
     governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
 
     @model_validator(mode="after")
@@ -279,15 +396,38 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _manual_promotion_in_production(self) -> Settings:
+        if self.is_production and "promotion_policy" not in self.model_fields_set:
+            self.promotion_policy = PromotionPolicy.MANUAL
+        return self
+
     @property
     def home_resolved(self) -> Path:
         return self.home.expanduser().resolve()
 
     @property
+    def is_production(self) -> bool:
+        return self.profile == Profile.PRODUCTION
+
+    @property
     def tracking_uri(self) -> str:
         if self.mlflow.tracking_uri:
             return self.mlflow.tracking_uri
+        if self.is_production:
+            return f"http://{self.mlflow.server_host}:{self.mlflow.server_port}"
         return f"sqlite:///{self.home_resolved / 'mlflow' / 'mlflow.db'}"
+
+    @property
+    def feature_store_yaml(self) -> Path:
+        if self.features.store_yaml:
+            return self.features.store_yaml
+        folder = self.features.repo_path
+        return (
+            folder / "production" / "feature_store.yaml"
+            if self.is_production
+            else (folder / "feature_store.yaml")
+        )
 
     @property
     def labels_path(self) -> Path:
@@ -319,6 +459,22 @@ class Settings(BaseSettings):
             ),
             "MPLCONFIGDIR": str(home / "cache" / "matplotlib"),
             "MPLBACKEND": "Agg",
+            # Feast's own switch: FeatureStore(repo_path=...) and the Feast CLI read it.
+            "FEAST_FS_YAML_FILE_PATH": str(self.feature_store_yaml),
+        } | (self._production_environment() if self.is_production else {})
+
+    def _production_environment(self) -> dict[str, str]:
+        """What features/production/feature_store.yaml expands, and the MLflow login."""
+        login = {}
+        if self.mlflow.admin_password is not None:
+            login = {
+                "MLFLOW_TRACKING_USERNAME": self.mlflow.admin_username,
+                "MLFLOW_TRACKING_PASSWORD": self.mlflow.admin_password.get_secret_value(),
+            }
+        return login | {
+            "FEAST_PROJECT_NAME": self.features.project,
+            "FEAST_SQL_REGISTRY_URL": self.postgres.url("feast", "psycopg"),
+            "FEAST_REDIS_CONNECTION_STRING": self.redis.connection_string(),
         }
 
     def export_library_environment(self) -> None:
@@ -328,6 +484,19 @@ class Settings(BaseSettings):
         # The workspace and tracking store are ours to decide, not a stale shell's.
         os.environ["MLOPS_HOME"] = str(self.home_resolved)
         os.environ["MLFLOW_TRACKING_URI"] = self.tracking_uri
+        derived = self.library_environment()
+        for name in ("FEAST_FS_YAML_FILE_PATH", *DERIVED_FEAST_VARIABLES):
+            if name in derived:
+                os.environ[name] = derived[name]
+
+
+# What the production feature_store.yaml expands: derived from MLOPS_* settings, so a stale
+# value in the shell must not win over them.
+DERIVED_FEAST_VARIABLES = (
+    "FEAST_PROJECT_NAME",
+    "FEAST_SQL_REGISTRY_URL",
+    "FEAST_REDIS_CONNECTION_STRING",
+)
 
 
 def known_variables() -> set[str]:

@@ -164,6 +164,46 @@ def test_covariate_drift_is_detected_logged_and_emitted(
     assert run.data.metrics["drift_detected"] == 1.0
     artifacts = {artifact.path for artifact in client.list_artifacts(run.info.run_id, "drift")}
     assert artifacts == {"drift/report.html", "drift/summary.json"}
+    # One drift check per plan, reported (not decided on): activity drifted in every plan.
+    assert set(outcome.segments) == set(payload["segments"]) == {"basic", "premium", "standard"}
+    for plan, result in outcome.segments.items():
+        assert payload["segments"][plan]["drift_share"] == pytest.approx(result.drift_share)
+        assert set(result.drifted_columns) >= ACTIVITY_FEATURES
+        assert "plan" not in result.scores
+        assert run.data.metrics[f"segment_{plan}_drift_share"] == pytest.approx(result.drift_share)
+
+
+def test_segments_on_dask_equal_segments_on_threads(
+    covariate_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_workspace(monkeypatch, covariate_home)
+    on_threads = _monitor()
+    monkeypatch.setenv("MLOPS_PREFECT__TASK_RUNNER", "dask")
+    monkeypatch.setenv("MLOPS_PREFECT__DASK_WORKERS", "2")
+
+    on_dask = _monitor()
+
+    assert list(on_dask.segments) == list(on_threads.segments) == ["basic", "premium", "standard"]
+    for plan, threaded in on_threads.segments.items():
+        distributed = on_dask.segments[plan]
+        # Verdicts equal; scores to the last digits (Dask workers run numpy on one thread,
+        # which may change the order of a sum).
+        assert (distributed.status, distributed.drifted_columns) == (
+            threaded.status,
+            threaded.drifted_columns,
+        )
+        assert distributed.current_rows == threaded.current_rows
+        assert distributed.drift_share == pytest.approx(threaded.drift_share)
+        for column, score in threaded.scores.items():
+            assert distributed.scores[column].drifted == score.drifted
+            assert distributed.scores[column].score == pytest.approx(
+                score.score, rel=1e-6, nan_ok=True
+            ), (
+                plan,
+                column,
+            )
+    assert on_dask.status == on_threads.status
+    assert on_dask.drifted_features == on_threads.drifted_features
 
 
 def test_concept_drift_is_caught_by_performance_decay(

@@ -101,6 +101,17 @@ def test_an_invalid_setting_message_shows_the_rejected_value(
     assert "input_value='abc'" in result.output
 
 
+def test_an_invalid_setting_message_never_shows_a_password(
+    runner: CliRunner, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLOPS_POSTGRES__PASWORD", "do-not-show-me")  # a typo: rejected
+    monkeypatch.setenv("MLOPS_POSTGRES__PORT", "port")
+    result = runner.invoke(app, SIMULATE)
+    assert result.exit_code == 1
+    assert "postgres.port" in result.output
+    assert "do-not-show-me" not in result.output
+
+
 def test_a_setting_that_is_not_json_exits_1_with_a_clear_message(
     runner: CliRunner, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

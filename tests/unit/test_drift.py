@@ -18,8 +18,10 @@ from flows.drift import (
     DriftInputError,
     DriftReportError,
     check_drift,
+    check_segment_drift,
     entity_frame,
     performance_decay,
+    split_by_segment,
     window_midnights,
 )
 from flows.settings import MonitoringSettings
@@ -249,3 +251,28 @@ def test_entity_frame_has_each_known_entity_once_per_day() -> None:
     empty = entity_frame(first_seen, [], "customer_id", "event_timestamp")
     assert empty.empty
     assert list(empty.columns) == ["customer_id", "event_timestamp"]
+
+
+def test_segments_split_both_sides_by_the_current_values() -> None:
+    reference, current = frame(900, 1), frame(600, 2, mix=(0.5, 0.5, 0.0))
+    split = split_by_segment(reference, current, "plan")
+    assert list(split) == ["basic", "standard"]  # sorted, only what the current data holds
+    for plan, (reference_rows, current_rows) in split.items():
+        assert set(reference_rows["plan"]) == set(current_rows["plan"]) == {plan}
+        assert len(reference_rows) == (reference["plan"] == plan).sum()
+    with pytest.raises(DriftInputError, match="MLOPS_MONITORING__SEGMENT_COLUMN"):
+        split_by_segment(reference, current, "region")
+
+
+def test_a_segment_drifts_on_its_own_columns_and_carries_no_report() -> None:
+    reference = frame(2000, 1)
+    current = pd.concat([frame(1000, 2), frame(1000, 3, amount_shift=8.0).assign(plan="premium")])
+    split = split_by_segment(reference, current, "plan")
+    results = {
+        plan: check_segment_drift(*frames, COLUMNS, CATEGORICAL, "plan", settings(min_rows=50))
+        for plan, frames in split.items()
+    }
+    assert results["premium"].drifted_columns == ("amount",)
+    assert results["basic"].drifted_columns == ()
+    assert all(set(result.scores) == {"amount", "visits"} for result in results.values())
+    assert all(result.report is None for result in results.values())

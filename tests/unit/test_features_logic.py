@@ -21,6 +21,7 @@ from flows.features import (
     read_labels,
     select_window,
 )
+from tests.support import unset
 
 KEYS = TrainingSetKeys(entity_key="customer_id", timestamp="event_timestamp", label="churned")
 DAYS = pd.date_range("2026-06-01 06:00", periods=5, freq="7D", tz="UTC")  # 1, 8, 15, 22, 29 June
@@ -159,8 +160,23 @@ def test_definition_digest_changes_with_content() -> None:
     assert definition_digest(base) != definition_digest(changed)
 
 
-def test_open_store_without_feature_store_yaml_names_the_path(tmp_path: Path) -> None:
+def test_open_store_without_feature_store_yaml_names_the_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unset(monkeypatch, "FEAST_FS_YAML_FILE_PATH")  # Feast's own switch would pick another file
     with pytest.raises(FeatureRepoError) as raised:
         open_store(tmp_path)
     assert str(tmp_path / "feature_store.yaml") in str(raised.value)
     assert "MLOPS_FEATURES__REPO_PATH" in str(raised.value)
+
+
+def test_open_store_names_unset_variables_of_the_configuration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unset(monkeypatch, "FEAST_REDIS_CONNECTION_STRING")
+    config = tmp_path / "feature_store.yaml"
+    config.write_text(
+        "project: p\nonline_store:\n  connection_string: ${FEAST_REDIS_CONNECTION_STRING}\n"
+    )
+    with pytest.raises(FeatureRepoError, match="FEAST_REDIS_CONNECTION_STRING"):
+        open_store(tmp_path, config)

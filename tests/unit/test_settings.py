@@ -213,3 +213,20 @@ def test_every_setting_is_described() -> None:
     assert len(fields) > 40  # the walk reached the groups
     undescribed = [name for name, description in fields if not (description or "").strip()]
     assert undescribed == []
+
+
+@pytest.mark.parametrize(
+    ("variables", "policy"),
+    [
+        ({}, "auto"),
+        ({"MLOPS_PROFILE": "production"}, "manual"),
+        ({"MLOPS_PROFILE": "production", "MLOPS_PROMOTION_POLICY": "auto"}, "auto"),
+        ({"MLOPS_PROMOTION_POLICY": "manual"}, "manual"),
+    ],
+)
+def test_promotion_needs_a_person_in_production_unless_said_otherwise(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], policy: str
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert Settings().promotion_policy.value == policy

@@ -1,0 +1,115 @@
+"""`mlops stack up|status|down` as a user runs it: real servers on PostgreSQL, free ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from flows.settings import PROJECT_ROOT
+from tests.services import ProductionResources, require_services
+
+pytestmark = pytest.mark.integration
+MLOPS = str(Path(sys.executable).with_name("mlops"))
+
+
+def _environment(resources: ProductionResources) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "PREFECT_API"))}
+    return keep | resources.environment()
+
+
+def _mlops(resources: ProductionResources, *arguments: str, timeout: float = 400) -> Any:
+    return subprocess.run(
+        [MLOPS, *arguments],
+        cwd=PROJECT_ROOT,
+        env=_environment(resources),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def resources(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProductionResources]:
+    """Private databases and ports; whatever runs is stopped and everything is dropped after."""
+    found = ProductionResources.create(tmp_path_factory.mktemp("stack") / "workspace")
+    require_services(found.settings())
+    try:
+        yield found
+    finally:
+        _mlops(found, "stack", "down")
+        found.remove()
+
+
+def _pids(resources: ProductionResources) -> dict[str, int]:
+    folder = resources.home / "stack"
+    return {
+        name: int(json.loads((folder / f"{name}.json").read_text())["pid"])
+        for name in ("mlflow", "prefect")
+    }
+
+
+def test_up_status_down(resources: ProductionResources) -> None:
+    refused = _mlops(
+        ProductionResources(**{**resources.__dict__, "admin_password": "password1234"}),
+        "stack",
+        "up",
+        timeout=120,
+    )
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "well-known default" in refused.stderr
+
+    started = _mlops(resources, "stack", "up")
+    assert started.returncode == 0, started.stdout + started.stderr
+    rows = {line.split()[0]: line.split()[1:3] for line in started.stdout.splitlines()}
+    assert rows == {
+        "postgres": ["postgresql://postgres@127.0.0.1:5432", "up"],
+        "redis": ["redis://127.0.0.1:6379/0", "up"],
+        "mlflow": [f"http://127.0.0.1:{resources.mlflow_port}", "up"],
+        "prefect": [f"http://127.0.0.1:{resources.prefect_port}", "up"],
+    }
+    assert resources.admin_password not in started.stdout + started.stderr
+    pids = _pids(resources)
+    groups = {
+        name: [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        for name, pid in pids.items()
+    }
+    for process in (p for members in groups.values() for p in members):
+        for connection in process.net_connections(kind="inet"):
+            if connection.status == psutil.CONN_LISTEN:
+                assert connection.laddr.ip == "127.0.0.1", (process.cmdline(), connection)
+
+    again = _mlops(resources, "stack", "up")
+    assert again.returncode == 0
+    assert "already running" in again.stderr
+    assert _pids(resources) == pids
+
+    status = _mlops(resources, "stack", "status")
+    assert status.returncode == 0, status.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in status.stdout.splitlines()}
+    assert rows["mlflow"] == [
+        f"http://127.0.0.1:{resources.mlflow_port}",
+        "up",
+        "pid",
+        str(pids["mlflow"]),
+    ]
+    assert rows["prefect"][1:] == ["up", "pid", str(pids["prefect"])]
+
+    stopped = _mlops(resources, "stack", "down", timeout=120)
+    assert stopped.returncode == 0, stopped.stderr
+    assert "stopped: mlflow, prefect" in stopped.stderr
+    for members in groups.values():
+        assert not [p for p in members if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    after = _mlops(resources, "stack", "status")
+    assert after.returncode == 1
+    rows = {line.split()[0]: line.split()[1:] for line in after.stdout.splitlines()}
+    assert rows["mlflow"][1:] == ["down"]
+    assert rows["prefect"][1:] == ["down"]

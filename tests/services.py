@@ -1,0 +1,108 @@
+"""PostgreSQL and Redis for tests: required under CI, skipped locally when absent, and a
+private set of databases, Feast project and ports per test run, removed afterwards."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from flows import stack
+from flows.settings import Settings
+
+CI_HINT = ".ci/run starts PostgreSQL and Redis before `make test`"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def require_services(settings: Settings) -> None:
+    """Fail under CI=true, skip otherwise, when PostgreSQL or Redis does not answer."""
+    missing = [
+        f"{found.name} ({found.url}): {found.detail}"
+        for found in (stack._postgres_status(settings), stack._redis_status(settings))
+        if not found.healthy
+    ]
+    if not missing:
+        return
+    message = "needs " + "; ".join(missing)
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message}. {CI_HINT}.")
+    pytest.skip(message)
+
+
+@dataclass(frozen=True)
+class ProductionResources:
+    """Names no user's stack uses: database prefix, Feast project, ports, admin password."""
+
+    home: Path
+    prefix: str
+    project: str
+    mlflow_port: int
+    prefect_port: int
+    admin_password: str
+
+    @classmethod
+    def create(cls, home: Path) -> ProductionResources:
+        token = uuid.uuid4().hex[:10]
+        return cls(
+            home=home,
+            prefix=f"mlops_test_{token}",
+            project=f"test_{token}",
+            mlflow_port=free_port(),
+            prefect_port=free_port(),
+            admin_password=secrets.token_hex(16),
+        )
+
+    def environment(self) -> dict[str, str]:
+        """MLOPS_* variables of a production profile on these resources."""
+        return {
+            "MLOPS_HOME": str(self.home),
+            "MLOPS_PROFILE": "production",
+            # The loop tests promote without a person; production's default is manual.
+            "MLOPS_PROMOTION_POLICY": "auto",
+            "MLOPS_POSTGRES__DATABASE_PREFIX": self.prefix,
+            "MLOPS_FEATURES__PROJECT": self.project,
+            "MLOPS_MLFLOW__SERVER_PORT": str(self.mlflow_port),
+            "MLOPS_PREFECT__SERVER_PORT": str(self.prefect_port),
+            "MLOPS_MLFLOW__ADMIN_PASSWORD": self.admin_password,
+        }
+
+    def settings(self) -> Settings:
+        return Settings(
+            home=self.home,
+            profile="production",  # type: ignore[arg-type]
+            postgres={"database_prefix": self.prefix},
+            features={"project": self.project},
+            mlflow={
+                "server_port": self.mlflow_port,
+                "admin_password": self.admin_password,
+            },
+            prefect={"server_port": self.prefect_port},
+        )
+
+    def remove(self) -> None:
+        """Drop the databases and delete the Feast project's Redis keys."""
+        import redis
+        from psycopg import sql
+
+        settings = self.settings()
+        with stack._connect(settings, "postgres") as connection:
+            for service in stack.DATABASES:
+                name = sql.Identifier(settings.postgres.database(service))
+                connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+        client = redis.Redis(host=settings.redis.host, port=settings.redis.port)
+        try:
+            # Feast's Redis keys end with the project name.
+            for key in client.scan_iter(match=f"*{self.project}", count=1000):
+                client.delete(key)
+        finally:
+            client.close()

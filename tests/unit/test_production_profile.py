@@ -1,0 +1,149 @@
+"""Unit tests of the production profile: derived URLs, Feast variables, secrets kept out."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from flows import stack
+from flows.settings import PROJECT_ROOT, Profile, Settings, TaskRunnerKind
+from tests.support import unset
+
+SECRET = "s3cret-Pg-pass/word"  # noqa: S105 - a test value, checked to stay hidden
+
+
+@pytest.fixture
+def production(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
+    """Production settings with every password set, from the environment."""
+    for name in list(os.environ):
+        if name.startswith("MLOPS_"):
+            unset(monkeypatch, name)
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "workspace"))
+    monkeypatch.setenv("MLOPS_PROFILE", "production")
+    monkeypatch.setenv("MLOPS_POSTGRES__PASSWORD", SECRET)
+    monkeypatch.setenv("MLOPS_REDIS__PASSWORD", "redis-" + SECRET)
+    monkeypatch.setenv("MLOPS_MLFLOW__ADMIN_PASSWORD", "mlflow-" + SECRET)
+    return Settings()
+
+
+def test_production_derives_servers_and_the_feast_file(production: Settings) -> None:
+    assert production.profile == Profile.PRODUCTION
+    assert production.tracking_uri == "http://127.0.0.1:5000"
+    assert production.feature_store_yaml == PROJECT_ROOT / "features/production/feature_store.yaml"
+    assert production.feature_store_yaml.is_file()
+
+
+def test_local_is_the_default_and_uses_the_repository_file(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    assert settings.profile == Profile.LOCAL
+    assert settings.prefect.task_runner == TaskRunnerKind.THREAD
+    assert settings.feature_store_yaml == PROJECT_ROOT / "features/feature_store.yaml"
+    assert "FEAST_SQL_REGISTRY_URL" not in settings.library_environment()
+
+
+def test_production_environment_feeds_the_feast_file_and_the_mlflow_login(
+    production: Settings,
+) -> None:
+    environment = production.library_environment()
+    assert environment["FEAST_SQL_REGISTRY_URL"] == (
+        "postgresql+psycopg://postgres:s3cret-Pg-pass%2Fword@127.0.0.1:5432/mlops_feast"
+    )
+    assert environment["FEAST_REDIS_CONNECTION_STRING"] == (
+        f"127.0.0.1:6379,db=0,password=redis-{SECRET}"
+    )
+    assert environment["FEAST_PROJECT_NAME"] == "churn"
+    assert environment["FEAST_FS_YAML_FILE_PATH"] == str(production.feature_store_yaml)
+    assert environment["MLFLOW_TRACKING_USERNAME"] == "admin"
+    assert environment["MLFLOW_TRACKING_PASSWORD"] == f"mlflow-{SECRET}"
+
+
+def test_no_secret_in_dumps_or_repr(production: Settings) -> None:
+    for text in (production.model_dump_json(), repr(production), str(production.model_dump())):
+        assert SECRET not in text
+
+
+@pytest.mark.parametrize("password", [None, "", "short", "password1234", "PASSWORD1234"])
+def test_the_stack_refuses_a_missing_short_or_default_admin_password(
+    tmp_path: Path, password: str | None
+) -> None:
+    secret = None if password is None else SecretStr(password)
+    settings = Settings(home=tmp_path, mlflow={"admin_password": secret})
+    with pytest.raises(stack.StackError, match="MLOPS_MLFLOW__ADMIN_PASSWORD"):
+        stack.check_admin_password(settings)
+
+
+def test_servers_bind_loopback_and_keep_secrets_off_the_command_line(
+    production: Settings,
+) -> None:
+    launches = {launch.name: launch for launch in stack.launches(production)}
+    assert set(launches) == {"mlflow", "prefect"}
+    for launch in launches.values():
+        assert launch.argv[launch.argv.index("--host") + 1] == "127.0.0.1"
+        assert not any(SECRET in argument for argument in launch.argv)
+    mlflow = launches["mlflow"]
+    assert mlflow.argv[-2:] == ["--app-name", "basic-auth"]
+    assert "--serve-artifacts" in mlflow.argv
+    assert mlflow.environment["MLFLOW_BACKEND_STORE_URI"].endswith("/mlops_mlflow")
+    assert (
+        launches["prefect"]
+        .environment["PREFECT_API_DATABASE_CONNECTION_URL"]
+        .startswith("postgresql+asyncpg://")
+    )
+    key = stack.stack_folder(production) / "mlflow-secret-key"
+    assert key.stat().st_mode & 0o777 == 0o600
+
+
+def test_task_runner_is_threads_by_default_and_dask_on_loopback_when_chosen() -> None:
+    from prefect.task_runners import ThreadPoolTaskRunner
+    from prefect_dask.task_runners import DaskTaskRunner
+
+    from flows.settings import PrefectSettings
+    from flows.task_runners import task_runner_for
+
+    assert isinstance(task_runner_for(PrefectSettings()), ThreadPoolTaskRunner)
+    local = task_runner_for(PrefectSettings(task_runner=TaskRunnerKind.DASK, dask_workers=3))
+    assert isinstance(local, DaskTaskRunner)
+    assert local.cluster_kwargs["host"] == "127.0.0.1"
+    assert local.cluster_kwargs["dashboard_address"] is None
+    assert local.cluster_kwargs["n_workers"] == 3
+    remote = task_runner_for(
+        PrefectSettings(task_runner=TaskRunnerKind.DASK, dask_address="tcp://10.0.0.5:8786")
+    )
+    assert remote.address == "tcp://10.0.0.5:8786"
+
+
+@pytest.mark.parametrize(
+    ("ci", "outcome"), [("true", pytest.fail.Exception), ("", pytest.skip.Exception)]
+)
+def test_missing_services_fail_under_ci_and_skip_locally(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ci: str, outcome: type[BaseException]
+) -> None:
+    from tests.services import free_port, require_services
+
+    monkeypatch.setenv("CI", ci)
+    nothing = free_port()  # nothing listens there
+    settings = Settings(home=tmp_path, postgres={"port": nothing}, redis={"port": nothing})
+    with pytest.raises(outcome, match=r"(?s)postgres .*not reachable.*redis .*not reachable"):
+        require_services(settings)
+
+
+def test_features_env_prints_what_the_feast_cli_needs(production: Settings) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    result = CliRunner().invoke(app, ["features", "env"])
+    assert result.exit_code == 0, result.output
+    exported = dict(
+        line.removeprefix("export ").split("=", 1) for line in result.stdout.splitlines()
+    )
+    assert set(exported) >= {
+        "FEAST_FS_YAML_FILE_PATH",
+        "FEAST_PROJECT_NAME",
+        "FEAST_SQL_REGISTRY_URL",
+        "FEAST_REDIS_CONNECTION_STRING",
+    }
+    assert exported["FEAST_PROJECT_NAME"] == "churn"

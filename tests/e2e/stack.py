@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from flows.settings import PROJECT_ROOT
 
 BIN = Path(sys.executable).parent
@@ -47,6 +49,26 @@ class Stack:
     @property
     def api_url(self) -> str:
         return self.environment["PREFECT_API_URL"]
+
+    def healthy(self) -> bool:
+        """Whether the Prefect API answers its health check."""
+        try:
+            return httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One call to the Prefect API; its JSON answer."""
+
+        def answer() -> httpx.Response | None:
+            response = httpx.request(method, f"{self.api_url}{path}", timeout=30, **kwargs)
+            # A SQLite-backed server answers 503 while its database is locked (a loaded
+            # machine); the request did not happen: ask again.
+            return None if response.status_code == 503 else response
+
+        response = wait_until(answer, 60, f"{method} {path} without 503", poll=1)
+        response.raise_for_status()
+        return response.json() if response.content else None
 
     def start(self, name: str, command: list[str], extra: dict[str, str] | None = None) -> None:
         with (self.folder / f"{name}.log").open("wb") as log:  # the child keeps its own copy

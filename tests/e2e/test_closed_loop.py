@@ -70,7 +70,7 @@ def stack(
             stack.start("server", [str(BIN / "prefect"), "server", "start"])
         else:
             stack.run(str(BIN / "mlops"), "stack", "up")
-        wait_until(lambda: _healthy(stack), 180, "the Prefect server")
+        wait_until(stack.healthy, 180, "the Prefect server")
         stack.run(str(BIN / "prefect"), "work-pool", "create", "mlops-process", "--type", "process")
         stack.run(str(BIN / "prefect"), "--no-prompt", "deploy", "--all")
         stack.run(str(BIN / "mlops"), "features", "apply")
@@ -83,27 +83,8 @@ def stack(
             resources.remove()
 
 
-def _healthy(stack: Stack) -> bool:
-    try:
-        return httpx.get(f"{stack.api_url}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _api(stack: Stack, method: str, path: str, **kwargs: Any) -> Any:
-    def answer() -> httpx.Response | None:
-        response = httpx.request(method, f"{stack.api_url}{path}", timeout=30, **kwargs)
-        # The SQLite-backed server answers 503 while its database is locked (a loaded machine);
-        # the request did not happen: ask again.
-        return None if response.status_code == 503 else response
-
-    response = wait_until(answer, 60, f"{method} {path} without 503", poll=1)
-    response.raise_for_status()
-    return response.json() if response.content else None
-
-
 def _deployment_id(stack: Stack, flow: str, name: str) -> str:
-    return str(_api(stack, "GET", f"/deployments/name/{flow}/{name}")["id"])
+    return str(stack.api("GET", f"/deployments/name/{flow}/{name}")["id"])
 
 
 def _run_deployment(
@@ -111,8 +92,8 @@ def _run_deployment(
 ) -> dict[str, Any]:
     """Create a run of a deployment (what the UI's 'Quick run' does) and wait for its end."""
     deployment = _deployment_id(stack, flow, name)
-    run = _api(
-        stack, "POST", f"/deployments/{deployment}/create_flow_run", json={"parameters": parameters}
+    run = stack.api(
+        "POST", f"/deployments/{deployment}/create_flow_run", json={"parameters": parameters}
     )
     return _wait_for_run(stack, str(run["id"]))
 
@@ -120,7 +101,7 @@ def _run_deployment(
 def _wait_for_run(stack: Stack, run_id: str, timeout: float = 400) -> dict[str, Any]:
     def finished() -> dict[str, Any] | None:
         stack.check_alive("worker")
-        run = _api(stack, "GET", f"/flow_runs/{run_id}")
+        run = stack.api("GET", f"/flow_runs/{run_id}")
         return run if run["state"]["type"] in FINAL else None
 
     return dict(wait_until(finished, timeout, f"flow run {run_id}", poll=1))
@@ -129,7 +110,7 @@ def _wait_for_run(stack: Stack, run_id: str, timeout: float = 400) -> dict[str, 
 def _runs_of(stack: Stack, flow: str, name: str) -> list[dict[str, Any]]:
     deployment = _deployment_id(stack, flow, name)
     body = {"deployments": {"id": {"any_": [deployment]}}, "sort": "START_TIME_ASC"}
-    return list(_api(stack, "POST", "/flow_runs/filter", json=body))
+    return list(stack.api("POST", "/flow_runs/filter", json=body))
 
 
 def _events(stack: Stack, name: str, since: datetime) -> list[dict[str, Any]]:
@@ -137,7 +118,7 @@ def _events(stack: Stack, name: str, since: datetime) -> list[dict[str, Any]]:
         "filter": {"event": {"name": [name]}, "occurred": {"since": since.isoformat()}},
         "limit": 50,
     }
-    return list(_api(stack, "POST", "/events/filter", json=body)["events"])
+    return list(stack.api("POST", "/events/filter", json=body)["events"])
 
 
 def _emit(stack: Stack, name: str, payload: dict[str, Any], model: str = "churn") -> None:
@@ -148,7 +129,7 @@ def _emit(stack: Stack, name: str, payload: dict[str, Any], model: str = "churn"
         "resource": {"prefect.resource.id": f"mlops.model.{model}"},
         "payload": payload,
     }
-    _api(stack, "POST", "/events", json=[event])
+    stack.api("POST", "/events", json=[event])
 
 
 def _served_version(url: str) -> str | None:
@@ -258,7 +239,7 @@ def test_manual_approval_suspends_the_run_and_the_cli_resumes_it(stack: Stack) -
     deployment = _deployment_id(stack, "train-churn-model", "weekly")
     manual = {"env": {"MLOPS_PROMOTION_POLICY": "manual"}}
     body = {"parameters": {"parameters": {"reason": "e2e-manual"}}, "job_variables": manual}
-    run = _api(stack, "POST", f"/deployments/{deployment}/create_flow_run", json=body)
+    run = stack.api("POST", f"/deployments/{deployment}/create_flow_run", json=body)
     trained = _wait_for_run(stack, str(run["id"]))
     assert trained["state"]["type"] == "COMPLETED", stack.log("worker")
     (requested, *_) = wait_until(

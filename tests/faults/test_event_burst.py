@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
 
 from flows import events
@@ -33,26 +32,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         started = time.monotonic()
         stack.start("server", [str(BIN / "prefect"), "server", "start"])
-        wait_until(lambda: _healthy(stack), 180, "the Prefect server")
+        wait_until(stack.healthy, 180, "the Prefect server")
         print(f"\nprefect server healthy after {time.monotonic() - started:.1f} s")
         stack.run(str(BIN / "prefect"), "work-pool", "create", "mlops-process", "--type", "process")
         stack.run(str(BIN / "prefect"), "--no-prompt", "deploy", "--all")
         yield stack
     finally:
         stack.stop()
-
-
-def _healthy(stack: Stack) -> bool:
-    try:
-        return httpx.get(f"{stack.api_url}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _api(stack: Stack, method: str, path: str, **kwargs: Any) -> Any:
-    response = httpx.request(method, f"{stack.api_url}{path}", timeout=30, **kwargs)
-    response.raise_for_status()
-    return response.json() if response.content else None
 
 
 def _drift_event(model: str) -> dict[str, Any]:
@@ -81,13 +67,13 @@ def _stored(stack: Stack) -> int:
         },
         "limit": 1,
     }
-    return int(_api(stack, "POST", "/events/filter", json=body)["total"])
+    return int(stack.api("POST", "/events/filter", json=body)["total"])
 
 
 def _retrain_runs(stack: Stack) -> list[dict[str, Any]]:
-    deployment = _api(stack, "GET", "/deployments/name/retrain-on-drift/on-drift")["id"]
+    deployment = stack.api("GET", "/deployments/name/retrain-on-drift/on-drift")["id"]
     body = {"deployments": {"id": {"any_": [deployment]}}, "sort": "EXPECTED_START_TIME_ASC"}
-    return list(_api(stack, "POST", "/flow_runs/filter", json=body))
+    return list(stack.api("POST", "/flow_runs/filter", json=body))
 
 
 def _runs_for(stack: Stack, model: str) -> list[dict[str, Any]]:
@@ -96,16 +82,16 @@ def _runs_for(stack: Stack, model: str) -> list[dict[str, Any]]:
 
 def test_a_burst_of_drift_events_starts_exactly_one_retraining(stack: Stack) -> None:
     # The trigger is live once an event of another model starts its run.
-    _api(stack, "POST", "/events", json=[_drift_event("warm-up")])
+    stack.api("POST", "/events", json=[_drift_event("warm-up")])
     wait_until(lambda: _runs_for(stack, "warm-up"), 60, "the trigger to start a run", 0.2)
 
     started = time.monotonic()
     burst = [_drift_event("churn") for _ in range(BURST)]
     with ThreadPoolExecutor(max_workers=8) as pool:  # many emitters at once
-        list(pool.map(lambda event: _api(stack, "POST", "/events", json=[event]), burst))
+        list(pool.map(lambda event: stack.api("POST", "/events", json=[event]), burst))
     # Events are processed in order: once a later event of a third model has started its run,
     # the trigger has seen every event of the burst.
-    _api(stack, "POST", "/events", json=[_drift_event("sentinel")])
+    stack.api("POST", "/events", json=[_drift_event("sentinel")])
     wait_until(lambda: _runs_for(stack, "sentinel"), 60, "the sentinel's run", 0.2)
     settled = time.monotonic() - started
 

@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from flows import history
-from flows.registry_lock import registry_lock
+from flows.registry_lock import lock_name
 from flows.settings import Settings
 from flows.simulate import simulate
 from flows.workspace import Workspace
@@ -41,7 +41,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = Stack(folder, base_environment(folder, workspace))
     try:
         stack.start("server", [str(BIN / "prefect"), "server", "start"])
-        wait_until(lambda: _healthy(stack), 180, "the Prefect server")
+        wait_until(stack.healthy, 180, "the Prefect server")
         stack.run(str(BIN / "prefect"), "work-pool", "create", "mlops-process", "--type", "process")
         stack.run(str(BIN / "prefect"), "--no-prompt", "deploy", "--all")
         stack.run(str(BIN / "mlops"), "features", "apply")
@@ -49,19 +49,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
     finally:
         stack.stop()
-
-
-def _healthy(stack: Stack) -> bool:
-    try:
-        return httpx.get(f"{stack.api_url}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _api(stack: Stack, method: str, path: str, **kwargs: Any) -> Any:
-    response = httpx.request(method, f"{stack.api_url}{path}", timeout=30, **kwargs)
-    response.raise_for_status()
-    return response.json() if response.content else None
 
 
 def _client(stack: Stack) -> Any:
@@ -72,13 +59,13 @@ def _client(stack: Stack) -> Any:
 
 
 def _start_training(stack: Stack, as_of: str) -> str:
-    deployment = _api(stack, "GET", "/deployments/name/train-churn-model/weekly")["id"]
+    deployment = stack.api("GET", "/deployments/name/train-churn-model/weekly")["id"]
     body = {"parameters": {"parameters": {"as_of": as_of, "reason": "kill-test"}}}
-    return str(_api(stack, "POST", f"/deployments/{deployment}/create_flow_run", json=body)["id"])
+    return str(stack.api("POST", f"/deployments/{deployment}/create_flow_run", json=body)["id"])
 
 
 def _state(stack: Stack, run_id: str) -> str:
-    return str(_api(stack, "GET", f"/flow_runs/{run_id}")["state"]["type"])
+    return str(stack.api("GET", f"/flow_runs/{run_id}")["state"]["type"])
 
 
 def _kill_flow_run_processes(stack: Stack) -> None:
@@ -99,15 +86,14 @@ def _crash_then_retry(stack: Stack, run_id: str) -> dict[str, Any]:
     # in an event; a retry before that would be crashed by the late report.
     def worker_done() -> bool:
         body = {"filter": {"event": {"name": ["prefect.worker.executed-flow-run"]}}, "limit": 50}
-        found = _api(stack, "POST", "/events/filter", json=body)["events"]
+        found = stack.api("POST", "/events/filter", json=body)["events"]
         related = {item["prefect.resource.id"] for event in found for item in event["related"]}
         return f"prefect.flow-run.{run_id}" in related
 
     wait_until(worker_done, 120, "the worker to finish with the killed run")
     assert _state(stack, run_id) == "CRASHED"
     started = time.monotonic()
-    _api(
-        stack,
+    stack.api(
         "POST",
         f"/flow_runs/{run_id}/set_state",
         json={"state": {"type": "SCHEDULED", "name": "AwaitingRetry"}, "force": True},
@@ -119,7 +105,7 @@ def _crash_then_retry(stack: Stack, run_id: str) -> dict[str, Any]:
 
     final = wait_until(ended, 400, "the retried run", poll=1)
     print(f"\nretry of {run_id} ended {final} after {time.monotonic() - started:.1f} s")
-    return dict(_api(stack, "GET", f"/flow_runs/{run_id}"))
+    return dict(stack.api("GET", f"/flow_runs/{run_id}"))
 
 
 def _versions_of(stack: Stack, run_id: str) -> list[str]:
@@ -155,11 +141,31 @@ def test_killed_in_training_the_retry_registers_one_version(stack: Stack) -> Non
     assert actions == ["registered", "promoted"]
 
 
-def test_killed_in_registration_the_retry_moves_the_alias_once(stack: Stack) -> None:
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+@contextlib.contextmanager
+def _holding_the_registry_lock(stack: Stack) -> Iterator[None]:
+    """Occupy the registry lock's one slot through the stack's API, as another promotion would.
+    (Through the REST API: Prefect's in-process slot service keeps the first server it used.)"""
+    name = lock_name(MODEL)
+    with contextlib.suppress(httpx.HTTPStatusError):  # it exists already
+        stack.api("POST", "/v2/concurrency_limits/", json={"name": name, "limit": 1})
+    lease = stack.api(
+        "POST",
+        "/v2/concurrency_limits/increment-with-lease",
+        json={"names": [name], "slots": 1, "mode": "concurrency", "lease_duration": 600},
+    )
+    try:
+        yield
+    finally:
+        stack.api(
+            "POST",
+            "/v2/concurrency_limits/decrement-with-lease",
+            json={"lease_id": lease["lease_id"]},
+        )
 
+
+def test_killed_in_registration_the_retry_moves_the_alias_once(stack: Stack) -> None:
     before = _champion(stack)
-    with temporary_settings({PREFECT_API_URL: stack.api_url}), registry_lock(MODEL, 60):
+    with _holding_the_registry_lock(stack):
         run_id = _start_training(stack, END_OF_DATA.isoformat())
         (version,) = wait_until(
             lambda: _versions_of(stack, run_id), 300, "the run's version", poll=0.2

@@ -50,6 +50,15 @@ class Stack:
     def api_url(self) -> str:
         return self.environment["PREFECT_API_URL"]
 
+    def deploy_and_start_worker(self) -> None:
+        """Once the server answers: the work pool, every deployment of prefect.yaml, the Feast
+        repository applied, and a process worker."""
+        wait_until(self.healthy, 180, "the Prefect server")
+        self.run(str(BIN / "prefect"), "work-pool", "create", "mlops-process", "--type", "process")
+        self.run(str(BIN / "prefect"), "--no-prompt", "deploy", "--all")
+        self.run(str(BIN / "mlops"), "features", "apply")
+        self.start("worker", [str(BIN / "prefect"), "worker", "start", "--pool", "mlops-process"])
+
     def healthy(self) -> bool:
         """Whether the Prefect API answers its health check."""
         try:

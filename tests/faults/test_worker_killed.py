@@ -41,11 +41,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = Stack(folder, base_environment(folder, workspace))
     try:
         stack.start("server", [str(BIN / "prefect"), "server", "start"])
-        wait_until(stack.healthy, 180, "the Prefect server")
-        stack.run(str(BIN / "prefect"), "work-pool", "create", "mlops-process", "--type", "process")
-        stack.run(str(BIN / "prefect"), "--no-prompt", "deploy", "--all")
-        stack.run(str(BIN / "mlops"), "features", "apply")
-        stack.start("worker", [str(BIN / "prefect"), "worker", "start", "--pool", "mlops-process"])
+        stack.deploy_and_start_worker()
         yield stack
     finally:
         stack.stop()

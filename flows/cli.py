@@ -102,22 +102,28 @@ def _apply(settings: Settings) -> list[str]:
 @features_app.command("materialize")
 def features_materialize(
     end: Annotated[datetime | None, typer.Option(help="Load values up to (default: now).")] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Reload every view's TTL window, not only what is new.")
+    ] = False,
 ) -> None:
     """Load the latest feature values into the online store."""
     settings = load_settings()
     with quiet_libraries():
-        _materialize(settings, end)
+        _materialize(settings, end, full)
 
 
-def _materialize(settings: Settings, end: datetime | None) -> None:
+def _materialize(settings: Settings, end: datetime | None, full: bool = False) -> None:
     from flows import features
     from flows.times import to_utc
 
     until = to_utc(end) if end else datetime.now(UTC)
     store = run_step("open feature store", lambda: features.open_store(settings.features.repo_path))
-    run_step(
-        f"materialize up to {until:%Y-%m-%d %H:%M}", lambda: features.materialize(store, until)
+    reloaded = run_step(
+        f"materialize up to {until:%Y-%m-%d %H:%M}",
+        lambda: features.materialize(store, until, full),
     )
+    if reloaded:
+        console.print(f"  {features.lost_values_notice(reloaded)}")
 
 
 @features_app.command("env")

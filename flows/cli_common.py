@@ -56,7 +56,7 @@ def redact_secrets(text: str) -> str:
 
 def expected_errors() -> tuple[type[Exception], ...]:
     """Failures with a message written for the user: shown without a traceback."""
-    from flows.features import FeatureRepoError, LabelsError
+    from flows.features import FeatureRepoError, LabelsError, OnlineStoreError
     from flows.governance import GovernanceError
     from flows.redeploy_flow import RedeployFailedError
     from flows.registry_lock import RegistryLockError
@@ -70,6 +70,7 @@ def expected_errors() -> tuple[type[Exception], ...]:
     return (
         FeatureRepoError,
         LabelsError,
+        OnlineStoreError,
         DataValidationError,
         TrackingStoreError,
         TrainingDataError,

@@ -12,12 +12,15 @@ from flows.times import to_utc
 
 
 @flow(name="materialize-features")
-def materialize_features(end: datetime | None = None) -> str:
-    """Load feature values up to `end` (default now) into the online store."""
+def materialize_features(end: datetime | None = None, full: bool = False) -> str:
+    """Load feature values up to `end` (default now) into the online store; `full` reloads
+    every view's TTL window (an online store that lost its data)."""
     settings = Settings()
     settings.export_library_environment()  # a worker starts here, not at the CLI
     until = to_utc(end) if end else datetime.now(UTC)
     store = features.open_store(settings.features.repo_path)
-    features.materialize(store, until)
+    reloaded = features.materialize(store, until, full)
+    if reloaded:
+        get_run_logger().warning(features.lost_values_notice(reloaded))
     get_run_logger().info("Online store loaded up to %s", until.isoformat())
     return until.isoformat()

@@ -125,7 +125,9 @@ def check_parameters(settings: Settings, parameters: RedeployParameters) -> None
 def materialize_online_store(settings: Settings) -> datetime:
     """Load the online store up to now; return the time it is loaded to."""
     end = datetime.now(UTC)
-    features.materialize(features.open_store(settings.features.repo_path), end)
+    reloaded = features.materialize(features.open_store(settings.features.repo_path), end)
+    if reloaded:
+        get_run_logger().warning(features.lost_values_notice(reloaded))
     get_run_logger().info("Online store materialized up to %s", end.isoformat())
     return end
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -74,9 +75,17 @@ def test_apply_materialize_and_read_online(resources: ProductionResources) -> No
     client = redis.Redis(host=settings.redis.host, port=settings.redis.port)
     try:
         keys = list(client.scan_iter(match=f"*{resources.project}", count=1000))
+        assert len(keys) == SMALL.customers
+        assert features.materialize(store, END_OF_DATA + timedelta(hours=1)) == []
+
+        # What a Redis restarted without persistence leaves: nothing. The next incremental
+        # run would load only the last hour; the read-back sees the loss and reloads.
+        client.delete(*keys)
+        reloaded = features.materialize(store, END_OF_DATA + timedelta(hours=2))
+        assert sorted(reloaded) == ["customer_activity", "customer_profile"]
+        assert len(list(client.scan_iter(match=f"*{resources.project}"))) == SMALL.customers
     finally:
         client.close()
-    assert len(keys) == SMALL.customers
     for opened in (store, fresh):  # Feast never closes its registry's connection pool
         opened.registry.write_engine.dispose()
         opened.registry.read_engine.dispose()

@@ -7,12 +7,18 @@ can never both move `champion` from the same version.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 
 
 class RegistryLockError(Exception):
     """The registry lock could not be taken in time; nothing was changed."""
+
+
+RETRY_SECONDS = 1.0
+logger = logging.getLogger(__name__)
 
 
 def lock_name(model_name: str) -> str:
@@ -24,6 +30,7 @@ def registry_lock(model_name: str, timeout_seconds: float) -> Iterator[None]:
     """Hold the model's registry lock; create the one-slot limit on first use."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
     from prefect.concurrency.sync import concurrency
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
@@ -35,15 +42,32 @@ def registry_lock(model_name: str, timeout_seconds: float) -> Iterator[None]:
             with suppress(ObjectAlreadyExists):  # another worker created it meanwhile
                 limit = GlobalConcurrencyLimitCreate(name=name, limit=1)
                 client.create_global_concurrency_limit(limit)
+    deadline = time.monotonic() + timeout_seconds
     with ExitStack() as held:
-        try:
-            held.enter_context(
-                concurrency(name, occupy=1, timeout_seconds=timeout_seconds, strict=True)
-            )
-        except TimeoutError as error:
-            raise RegistryLockError(
-                f"The registry lock '{name}' was not free within {timeout_seconds:.0f} s: "
-                "another promotion or rollback holds it (see Concurrency in the Prefect UI). "
-                "Nothing was changed; try again, or raise MLOPS_GOVERNANCE__LOCK_TIMEOUT_SECONDS."
-            ) from error
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                held.enter_context(
+                    concurrency(name, occupy=1, timeout_seconds=max(remaining, 1), strict=True)
+                )
+                break
+            except TimeoutError as error:
+                raise RegistryLockError(
+                    f"The registry lock '{name}' was not free within {timeout_seconds:.0f} s: "
+                    "another promotion or rollback holds it (see Concurrency in the Prefect "
+                    "UI). Nothing was changed; try again, or raise "
+                    "MLOPS_GOVERNANCE__LOCK_TIMEOUT_SECONDS."
+                ) from error
+            except ConcurrencySlotAcquisitionError as error:
+                # The API answered an error, e.g. 500 while its database restarts: ask again.
+                logger.warning(
+                    "Taking the registry lock '%s' failed (%s); asking again", name, error
+                )
+                if remaining < RETRY_SECONDS:
+                    raise RegistryLockError(
+                        f"The Prefect API kept failing to hand out the registry lock '{name}' "
+                        f"for {timeout_seconds:.0f} s ({error}). Nothing was changed; check the "
+                        "Prefect server and its database, then try again."
+                    ) from error
+                time.sleep(RETRY_SECONDS)
         yield

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,30 @@ class Stack:
         response = wait_until(answer, 60, f"{method} {path} without 503", poll=1)
         response.raise_for_status()
         return response.json() if response.content else None
+
+    @contextlib.contextmanager
+    def holding_registry_lock(self, model: str) -> Iterator[None]:
+        """Occupy the registry lock's one slot through the API, as another promotion would.
+        (Through the REST API: Prefect's in-process slot service keeps the first server it
+        used.)"""
+        from flows.registry_lock import lock_name
+
+        name = lock_name(model)
+        with contextlib.suppress(httpx.HTTPStatusError):  # it exists already
+            self.api("POST", "/v2/concurrency_limits/", json={"name": name, "limit": 1})
+        lease = self.api(
+            "POST",
+            "/v2/concurrency_limits/increment-with-lease",
+            json={"names": [name], "slots": 1, "mode": "concurrency", "lease_duration": 600},
+        )
+        try:
+            yield
+        finally:
+            self.api(
+                "POST",
+                "/v2/concurrency_limits/decrement-with-lease",
+                json={"lease_id": lease["lease_id"]},
+            )
 
     def start(self, name: str, command: list[str], extra: dict[str, str] | None = None) -> None:
         with (self.folder / f"{name}.log").open("wb") as log:  # the child keeps its own copy

@@ -16,12 +16,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 import pytest
 
 from flows import history
-from flows.registry_lock import lock_name
 from flows.settings import Settings
 from flows.simulate import simulate
 from flows.workspace import Workspace
@@ -137,31 +135,9 @@ def test_killed_in_training_the_retry_registers_one_version(stack: Stack) -> Non
     assert actions == ["registered", "promoted"]
 
 
-@contextlib.contextmanager
-def _holding_the_registry_lock(stack: Stack) -> Iterator[None]:
-    """Occupy the registry lock's one slot through the stack's API, as another promotion would.
-    (Through the REST API: Prefect's in-process slot service keeps the first server it used.)"""
-    name = lock_name(MODEL)
-    with contextlib.suppress(httpx.HTTPStatusError):  # it exists already
-        stack.api("POST", "/v2/concurrency_limits/", json={"name": name, "limit": 1})
-    lease = stack.api(
-        "POST",
-        "/v2/concurrency_limits/increment-with-lease",
-        json={"names": [name], "slots": 1, "mode": "concurrency", "lease_duration": 600},
-    )
-    try:
-        yield
-    finally:
-        stack.api(
-            "POST",
-            "/v2/concurrency_limits/decrement-with-lease",
-            json={"lease_id": lease["lease_id"]},
-        )
-
-
 def test_killed_in_registration_the_retry_moves_the_alias_once(stack: Stack) -> None:
     before = _champion(stack)
-    with _holding_the_registry_lock(stack):
+    with stack.holding_registry_lock(MODEL):
         run_id = _start_training(stack, END_OF_DATA.isoformat())
         (version,) = wait_until(
             lambda: _versions_of(stack, run_id), 300, "the run's version", poll=0.2

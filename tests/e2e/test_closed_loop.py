@@ -228,6 +228,9 @@ def test_the_closed_loop(stack: Stack) -> None:
     Path(stack.folder / "figures.txt").write_text(str(figures))
 
 
+# On the profile whose default policy is manual; the local profile's pause and `mlops approve`
+# are covered in tests/integration/test_approval.py.
+@pytest.mark.parametrize("stack", ["production"], indirect=True)
 def test_manual_approval_suspends_the_run_and_the_cli_resumes_it(stack: Stack) -> None:
     """Policy manual, set per run through the work pool's job variables: the approval run
     starts on the event, suspends (its process exits), and `mlops approve` resumes it."""

@@ -54,6 +54,23 @@ def redact_secrets(text: str) -> str:
     return text
 
 
+# What MLflow's client raises once a server answered 5xx to every retry.
+SERVER_GAVE_UP = re.compile(r"API request to (\S+) failed .*too many (5\d\d) error responses")
+
+
+def server_error(error: BaseException) -> str | None:
+    """A clear line for an MLflow server that kept answering 5xx (its database restarting or
+    down, say); None for any other error."""
+    found = SERVER_GAVE_UP.search(str(error))
+    if found is None:
+        return None
+    return (
+        f"the MLflow server answered {found.group(2)} to {found.group(1)} until its client "
+        "gave up: its backend store is unavailable or restarting. The run stopped there; check "
+        "the server and its database (`mlops stack status`), then run again."
+    )
+
+
 def expected_errors() -> tuple[type[Exception], ...]:
     """Failures with a message written for the user: shown without a traceback."""
     from flows.features import FeatureRepoError, LabelsError, OnlineStoreError
@@ -90,10 +107,11 @@ def run_step(step: str, action: Callable[[], T]) -> T:
         with console.status(f"{step}..."):
             result = action()
     except Exception as error:
-        if isinstance(error, expected_errors()):
-            console.print(f"[red]error[/] in {step}: {escape(str(error))}")
-            raise typer.Exit(EXIT_FAILED) from None
-        raise
+        message = str(error) if isinstance(error, expected_errors()) else server_error(error)
+        if message is None:
+            raise
+        console.print(f"[red]error[/] in {step}: {escape(message)}")
+        raise typer.Exit(EXIT_FAILED) from None
     console.print(f"[green]done[/] {step} ({time.perf_counter() - started:.1f} s)")
     return result
 

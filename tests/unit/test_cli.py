@@ -150,3 +150,40 @@ def test_importing_the_cli_imports_no_heavy_library() -> None:
         timeout=60,
     )
     assert json.loads(completed.stdout) == []
+
+
+# The message MLflow 3 raised when its server answered 503 while PostgreSQL restarted.
+GAVE_UP = (
+    "API request to http://127.0.0.1:47937/api/2.0/mlflow/runs/search failed with exception "
+    "HTTPConnectionPool(host='127.0.0.1', port=47937): Max retries exceeded with url: "
+    "/api/2.0/mlflow/runs/search (Caused by ResponseError('too many 503 error responses'))"
+)
+
+
+def test_an_mlflow_server_that_kept_answering_503_is_one_clear_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import typer
+    from mlflow.exceptions import MlflowException
+
+    from flows.cli_common import EXIT_FAILED, run_step
+
+    def fails() -> None:
+        raise MlflowException(GAVE_UP)
+
+    with pytest.raises(typer.Exit) as exited:
+        run_step("training flow", fails)
+    assert exited.value.exit_code == EXIT_FAILED
+    said = " ".join(capsys.readouterr().err.split())
+    assert "error in training flow: the MLflow server answered 503" in said
+    assert "backend store is unavailable or restarting" in said
+
+
+def test_other_unexpected_errors_keep_their_traceback() -> None:
+    from flows.cli_common import run_step
+
+    def fails() -> None:
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        run_step("training flow", fails)

@@ -7,7 +7,6 @@ can never both move `champion` from the same version.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
@@ -18,7 +17,6 @@ class RegistryLockError(Exception):
 
 
 RETRY_SECONDS = 1.0
-logger = logging.getLogger(__name__)
 
 
 def lock_name(model_name: str) -> str:
@@ -33,6 +31,7 @@ def registry_lock(model_name: str, timeout_seconds: float) -> Iterator[None]:
     from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
     from prefect.concurrency.sync import concurrency
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+    from prefect.logging import get_logger
 
     name = lock_name(model_name)
     with get_client(sync_client=True) as client:
@@ -60,7 +59,7 @@ def registry_lock(model_name: str, timeout_seconds: float) -> Iterator[None]:
                 ) from error
             except ConcurrencySlotAcquisitionError as error:
                 # The API answered an error, e.g. 500 while its database restarts: ask again.
-                logger.warning(
+                get_logger("mlops").warning(
                     "Taking the registry lock '%s' failed (%s); asking again", name, error
                 )
                 if remaining < RETRY_SECONDS:

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,15 @@ class Stack:
         response = wait_until(answer, 60, f"{method} {path} without 503", poll=1)
         response.raise_for_status()
         return response.json() if response.content else None
+
+    def events(self, name: str, since: datetime | None = None) -> list[dict[str, Any]]:
+        """Events of one name the server holds (the last 50), since a time if given."""
+        found: dict[str, Any] = {"event": {"name": [name]}}
+        if since is not None:
+            found["occurred"] = {"since": since.isoformat()}
+        return list(
+            self.api("POST", "/events/filter", json={"filter": found, "limit": 50})["events"]
+        )
 
     @contextlib.contextmanager
     def holding_registry_lock(self, model: str) -> Iterator[None]:

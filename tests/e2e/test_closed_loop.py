@@ -109,14 +109,6 @@ def _runs_of(stack: Stack, flow: str, name: str) -> list[dict[str, Any]]:
     return list(stack.api("POST", "/flow_runs/filter", json=body))
 
 
-def _events(stack: Stack, name: str, since: datetime) -> list[dict[str, Any]]:
-    body = {
-        "filter": {"event": {"name": [name]}, "occurred": {"since": since.isoformat()}},
-        "limit": 50,
-    }
-    return list(stack.api("POST", "/events/filter", json=body)["events"])
-
-
 def _emit(stack: Stack, name: str, payload: dict[str, Any], model: str = "churn") -> None:
     event = {
         "id": str(uuid.uuid4()),
@@ -162,7 +154,7 @@ def test_the_closed_loop(stack: Stack) -> None:
     monitored = _run_deployment(stack, "monitor-churn-drift", "daily", {})
     assert monitored["state"]["type"] == "COMPLETED", stack.log("worker")
     (drift, *_) = wait_until(
-        lambda: _events(stack, "mlops.drift.detected", started), 60, "drift event"
+        lambda: stack.events("mlops.drift.detected", started), 60, "drift event"
     )
     assert drift["payload"]["model_name"] == "churn"
     # A storm of further drift events must not start more retraining.
@@ -181,7 +173,7 @@ def test_the_closed_loop(stack: Stack) -> None:
 
     # Promotion -> redeploy -> the service answers with the new version.
     (promoted, *_) = wait_until(
-        lambda: _events(stack, "mlops.model.promoted", started), 60, "promotion"
+        lambda: stack.events("mlops.model.promoted", started), 60, "promotion"
     )
     assert promoted["payload"]["version"] == "2"
     assert wait_until(lambda: _served_version(service) == "2", 400, "the service to serve v2")
@@ -207,7 +199,7 @@ def test_the_closed_loop(stack: Stack) -> None:
     )
     assert forced["state"]["type"] == "FAILED"
     (rolled_back, *_) = wait_until(
-        lambda: _events(stack, "mlops.model.rolled_back", rollback_started), 60, "rollback event"
+        lambda: stack.events("mlops.model.rolled_back", rollback_started), 60, "rollback event"
     )
     assert rolled_back["payload"]["restored_version"] == "1"
     assert wait_until(lambda: _served_version(service) == "1", 60, "the service to serve v1")
@@ -242,7 +234,7 @@ def test_manual_approval_suspends_the_run_and_the_cli_resumes_it(stack: Stack) -
     trained = _wait_for_run(stack, str(run["id"]))
     assert trained["state"]["type"] == "COMPLETED", stack.log("worker")
     (requested, *_) = wait_until(
-        lambda: _events(stack, "mlops.model.approval_requested", started), 60, "approval request"
+        lambda: stack.events("mlops.model.approval_requested", started), 60, "approval request"
     )
     version = requested["payload"]["version"]
 
@@ -261,6 +253,6 @@ def test_manual_approval_suspends_the_run_and_the_cli_resumes_it(stack: Stack) -
     for action in ("approval_requested", "approved", "promoted"):
         assert action in history
     (promoted, *_) = wait_until(
-        lambda: _events(stack, "mlops.model.promoted", started), 60, "the promotion event"
+        lambda: stack.events("mlops.model.promoted", started), 60, "the promotion event"
     )
     assert promoted["payload"]["version"] == version

@@ -213,16 +213,8 @@ def test_postgres_restarted_while_a_run_waits_for_the_registry_lock(stack: Stack
     with stack.holding_registry_lock(MODEL):
         _train(stack, "train-pg-lock", seed=12)
 
-        def registered() -> bool:  # the run's last step before it asks for the lock
-            body = {
-                "filter": {
-                    "event": {"name": ["mlops.model.registered"]},
-                    "occurred": {"since": started.isoformat()},
-                }
-            }
-            return bool(stack.api("POST", "/events/filter", json=body)["events"])
-
-        wait_until(registered, 300, "the run's registered event", 0.5)
+        # The run's last step before it asks for the lock.
+        wait_until(lambda: stack.events("mlops.model.registered", started), 300, "its event", 0.5)
         time.sleep(2)  # now it polls the Prefect server for the lock
         _restart_postgres()
         fault = time.monotonic()

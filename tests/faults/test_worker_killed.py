@@ -79,8 +79,7 @@ def _crash_then_retry(stack: Stack, run_id: str) -> dict[str, Any]:
     # The worker reports the crash again when it has seen its infrastructure exit, then says so
     # in an event; a retry before that would be crashed by the late report.
     def worker_done() -> bool:
-        body = {"filter": {"event": {"name": ["prefect.worker.executed-flow-run"]}}, "limit": 50}
-        found = stack.api("POST", "/events/filter", json=body)["events"]
+        found = stack.events("prefect.worker.executed-flow-run")
         related = {item["prefect.resource.id"] for event in found for item in event["related"]}
         return f"prefect.flow-run.{run_id}" in related
 

@@ -8,7 +8,7 @@ VENV := .venv
 SYNCED := $(VENV)/.synced
 BIN := $(VENV)/bin
 
-.PHONY: setup demo demo-loop bench test lint lock clean
+.PHONY: setup demo demo-loop bench test test-fast lint lock clean
 
 setup: $(SYNCED)
 
@@ -36,11 +36,18 @@ lint: $(SYNCED)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The whole suite on two workers, with line and branch coverage of the library (flow runs on
+# workers and `mlops` subprocesses included) printed at the end.
 test: lint
-	$(BIN)/pytest
+	mkdir -p .coverage
+	$(BIN)/pytest --cov --cov-report=term
+
+# The inner loop: the unit tier in one process (well under a minute).
+test-fast: $(SYNCED)
+	$(BIN)/pytest tests/unit --numprocesses=0
 
 lock: $(UV)
 	$(UV) lock
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .mlops
+	rm -rf $(VENV) $(TOOLS) .mlops .coverage

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from flows.errors import MlopsError
 from flows.settings import Settings
 
 console = Console(stderr=True)  # progress and messages
@@ -71,35 +72,6 @@ def server_error(error: BaseException) -> str | None:
     )
 
 
-def expected_errors() -> tuple[type[Exception], ...]:
-    """Failures with a message written for the user: shown without a traceback."""
-    from flows.features import FeatureRepoError, LabelsError, OnlineStoreError
-    from flows.governance import GovernanceError
-    from flows.redeploy_flow import RedeployFailedError
-    from flows.registry_lock import RegistryLockError
-    from flows.simulate import SimulationSpecError
-    from flows.stack import StackError
-    from flows.tracking import TrackingStoreError
-    from flows.training import TrainingDataError
-    from flows.validation import DataValidationError
-    from flows.workspace import WorkspaceError
-
-    return (
-        FeatureRepoError,
-        LabelsError,
-        OnlineStoreError,
-        DataValidationError,
-        TrackingStoreError,
-        TrainingDataError,
-        WorkspaceError,
-        SimulationSpecError,
-        StackError,
-        GovernanceError,
-        RegistryLockError,
-        RedeployFailedError,
-    )
-
-
 def run_step(step: str, action: Callable[[], T]) -> T:
     """Run one step with a spinner; turn an expected failure into one clear line and exit 1."""
     started = time.perf_counter()
@@ -107,7 +79,7 @@ def run_step(step: str, action: Callable[[], T]) -> T:
         with console.status(f"{step}..."):
             result = action()
     except Exception as error:
-        message = str(error) if isinstance(error, expected_errors()) else server_error(error)
+        message = str(error) if isinstance(error, MlopsError) else server_error(error)
         if message is None:
             raise
         console.print(f"[red]error[/] in {step}: {escape(message)}")

@@ -15,21 +15,22 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from flows.errors import MlopsError
 from flows.settings import Settings
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
 
 
-class FeatureRepoError(Exception):
+class FeatureRepoError(MlopsError):
     """The feature repository, a feature service or a source is missing or malformed."""
 
 
-class OnlineStoreError(Exception):
+class OnlineStoreError(MlopsError):
     """The online store does not keep what was loaded into it."""
 
 
-class LabelsError(Exception):
+class LabelsError(MlopsError):
     """The label set is missing, empty or without features."""
 
 

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from flows import model_card, registry
+from flows.errors import MlopsError
 from flows.history import TAG_LIMIT, Action, Entry, append, has
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ REQUEST_KEY = "mlops.request_key"  # digest of data, features, code, lock, param
 GATES_PASSED = "gates.passed"
 
 
-class GovernanceError(Exception):
+class GovernanceError(MlopsError):
     """A registry decision was refused; the message says why. Nothing was changed."""
 
 

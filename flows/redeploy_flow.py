@@ -13,6 +13,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from flows import batch_scoring, events, features, governance, registry, training
+from flows.errors import MlopsError
 from flows.redeploy import (
     Rollback,
     SkewCheck,
@@ -71,7 +72,7 @@ class SkewCheckError(Exception):
     """Online scores differ from offline scores of the same customers."""
 
 
-class RedeployFailedError(Exception):
+class RedeployFailedError(MlopsError):
     """The redeploy failed and was rolled back as far as possible; the message says how far."""
 
 

@@ -11,8 +11,10 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 
+from flows.errors import MlopsError
 
-class RegistryLockError(Exception):
+
+class RegistryLockError(MlopsError):
     """The registry lock could not be taken in time; nothing was changed."""
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from flows.errors import MlopsError
 from flows.scenarios import Corruption, Scenario
 
 PLANS = ("basic", "standard", "premium")
@@ -21,7 +22,7 @@ ACTIVITY_FILE = "customer_activity.parquet"
 LABELS_FILE = "labels.parquet"
 
 
-class SimulationSpecError(ValueError):
+class SimulationSpecError(MlopsError, ValueError):
     """A simulation cannot be made as specified."""
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+from flows.errors import MlopsError
 from flows.settings import Settings
 from flows.workspace import Workspace
 
@@ -40,7 +41,7 @@ WELL_KNOWN_PASSWORDS = frozenset(
 MIN_PASSWORD_LENGTH = 12  # MLflow's own rule for its users
 
 
-class StackError(Exception):
+class StackError(MlopsError):
     """The stack cannot be started, checked or stopped as configured."""
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from flows.errors import MlopsError
 from flows.training import SKOPS_TRUSTED_TYPES
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ SCHEMA_SAMPLE_ROWS = 1000  # rows MLflow reads to infer a dataset's schema, when
 REFERENCE_ROWS = 5000  # seeded sample of the training set kept as the drift reference
 
 
-class TrackingStoreError(Exception):
+class TrackingStoreError(MlopsError):
     """The MLflow tracking store cannot be reached or written."""
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from flows.errors import MlopsError
 from flows.features import TrainingSetKeys
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 SKOPS_TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 
 
-class TrainingDataError(Exception):
+class TrainingDataError(MlopsError):
     """The training set cannot be split or fitted as asked."""
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
 
+from flows.errors import MlopsError
+
 # great_expectations costs ~10 s to import, so it is imported inside functions only.
 if TYPE_CHECKING:
     import pandas as pd
@@ -98,7 +100,7 @@ class ValidationResult:
         }
 
 
-class DataValidationError(Exception):
+class DataValidationError(MlopsError):
     """A frame did not meet its suite; `.result` holds every failed expectation."""
 
     def __init__(self, result: ValidationResult) -> None:

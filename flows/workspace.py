@@ -6,8 +6,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from flows.errors import MlopsError
 
-class WorkspaceError(Exception):
+
+class WorkspaceError(MlopsError):
     """The workspace folder cannot be created or written."""
 
 

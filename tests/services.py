@@ -49,11 +49,17 @@ class ProductionResources:
     mlflow_port: int
     prefect_port: int
     admin_password: str
+    postgres_port: int = 5432
+    redis_port: int = 6379
 
     @classmethod
-    def create(cls, home: Path) -> ProductionResources:
+    def create(
+        cls, home: Path, postgres_port: int = 5432, redis_port: int = 6379
+    ) -> ProductionResources:
         token = uuid.uuid4().hex[:10]
         return cls(
+            postgres_port=postgres_port,
+            redis_port=redis_port,
             home=home,
             prefix=f"mlops_test_{token}",
             project=f"test_{token}",
@@ -74,13 +80,16 @@ class ProductionResources:
             "MLOPS_MLFLOW__SERVER_PORT": str(self.mlflow_port),
             "MLOPS_PREFECT__SERVER_PORT": str(self.prefect_port),
             "MLOPS_MLFLOW__ADMIN_PASSWORD": self.admin_password,
+            "MLOPS_POSTGRES__PORT": str(self.postgres_port),
+            "MLOPS_REDIS__PORT": str(self.redis_port),
         }
 
     def settings(self) -> Settings:
         return Settings(
             home=self.home,
             profile="production",  # type: ignore[arg-type]
-            postgres={"database_prefix": self.prefix},
+            postgres={"database_prefix": self.prefix, "port": self.postgres_port},
+            redis={"port": self.redis_port},
             features={"project": self.project},
             mlflow={
                 "server_port": self.mlflow_port,

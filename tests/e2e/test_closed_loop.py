@@ -67,7 +67,7 @@ def stack(
     stack = Stack(folder, environment)
     try:
         if resources is None:
-            stack.start("server", [str(BIN / "prefect"), "server", "start"])
+            stack.start_prefect_server()
         else:
             stack.run(str(BIN / "mlops"), "stack", "up")
         stack.deploy_and_start_worker()

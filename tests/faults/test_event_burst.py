@@ -31,7 +31,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = Stack(folder, base_environment(folder, folder / "workspace"))
     try:
         started = time.monotonic()
-        stack.start("server", [str(BIN / "prefect"), "server", "start"])
+        stack.start_prefect_server()
         wait_until(stack.healthy, 180, "the Prefect server")
         print(f"\nprefect server healthy after {time.monotonic() - started:.1f} s")
         stack.run(str(BIN / "prefect"), "work-pool", "create", "mlops-process", "--type", "process")

@@ -2,16 +2,13 @@
 recovers through retries or fails with a clear error, and the registry and online store are
 left whole.
 
-These tests restart the machine's own PostgreSQL cluster and Redis, so they run only under
-`CI=true` (where `.ci/run` owns the services), never on a developer's machine by accident, and
-only where those run on this host (not in service containers).
+The restarts hit a private PostgreSQL cluster and Redis started for this module on free ports
+(tests/private_services.py), never the machine's own, which other tests use at the same time.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,48 +20,31 @@ import pytest
 from flows.simulate import SimulationSpec, simulate
 from flows.workspace import Workspace
 from tests.e2e.stack import BIN, Stack, base_environment, wait_until
+from tests.private_services import PrivateServices, private_services
 from tests.services import ProductionResources, require_services
 from tests.support import SMALL
 
-
-def _local_cluster() -> str | None:
-    """The version of this host's PostgreSQL cluster `main` online on 5432, when Redis runs on
-    this host too; None otherwise."""
-    if shutil.which("pg_lsclusters") is None or shutil.which("redis-server") is None:
-        return None
-    listing = subprocess.run(
-        ["pg_lsclusters", "--no-header"], capture_output=True, text=True, check=False
-    ).stdout
-    for line in listing.splitlines():
-        version, cluster, port, status, *_ = line.split()
-        if (cluster, port, status) == ("main", "5432", "online"):
-            return version
-    return None
-
-
-CLUSTER = _local_cluster()
-pytestmark = [
-    pytest.mark.faults,
-    pytest.mark.skipif(
-        os.environ.get("CI", "").lower() != "true",
-        reason="restarts the machine's PostgreSQL and Redis: runs under CI=true only",
-    ),
-    pytest.mark.skipif(
-        CLUSTER is None, reason="PostgreSQL and Redis are not this host's own processes"
-    ),
-]
+pytestmark = pytest.mark.faults
 MODEL = "churn"
 TODAY = datetime.now(UTC).date()
 LAST_LABEL = datetime.combine(TODAY, datetime.max.time(), UTC).replace(microsecond=0)
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """`mlops stack up` on private databases, Feast project and ports; the Feast repository
-    applied and a first champion trained a week back."""
+def services() -> Iterator[PrivateServices]:
+    with private_services() as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, services: PrivateServices) -> Iterator[Stack]:
+    """`mlops stack up` on the private PostgreSQL and Redis; the Feast repository applied and
+    a first champion trained a week back."""
     folder = tmp_path_factory.mktemp("restart")
     workspace = folder / "workspace"
-    resources = ProductionResources.create(workspace)
+    resources = ProductionResources.create(
+        workspace, postgres_port=services.postgres_port, redis_port=services.redis_port
+    )
     require_services(resources.settings())
     simulate(SimulationSpec(**{**vars(SMALL), "end": TODAY})).write(
         Workspace(workspace).ensure().data
@@ -81,61 +61,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
     finally:
         stack.stop()
-        _ensure_services_up()
+        services.ensure_up()
         stack.run(str(BIN / "mlops"), "stack", "down")
-        resources.remove()
-
-
-def _restart_postgres() -> None:
-    """`pg_ctlcluster restart` (fast shutdown: every connection is cut)."""
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", str(CLUSTER), "main", "restart"],
-        check=True,
-        capture_output=True,
-    )
-
-
-def _restart_redis() -> None:
-    """Shut the machine's Redis down (it keeps nothing on disk) and start it again as it ran."""
-    answer = _redis_cli("config", "get", "dir").split()  # ["dir", folder] while it runs
-    folder = answer[-1] if len(answer) == 2 else "/var/lib/redis"
-    _redis_cli("shutdown", "nosave")
-    subprocess.run(
-        [
-            "redis-server",
-            "--daemonize",
-            "yes",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "6379",
-            "--save",
-            "",
-            "--dir",
-            folder,
-        ],
-        check=True,
-        capture_output=True,
-    )
-    wait_until(_redis_answers, 30, "Redis to answer", poll=0.1)
-
-
-def _redis_cli(*command: str) -> str:
-    return subprocess.run(
-        ["redis-cli", "-h", "127.0.0.1", *command], capture_output=True, text=True, check=False
-    ).stdout
-
-
-def _redis_answers() -> bool:
-    return _redis_cli("ping").strip() == "PONG"
-
-
-def _ensure_services_up() -> None:
-    """Whatever a test did, leave PostgreSQL and Redis running for the rest of the suite."""
-    if subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"], check=False).returncode != 0:
-        _restart_postgres()
-    if not _redis_answers():
-        _restart_redis()
 
 
 @dataclass(frozen=True)
@@ -196,18 +123,20 @@ def _assert_settled(stack: Stack, name: str, code: int, before: Registry) -> Non
         assert tags.get("status"), (version, tags)
 
 
-def test_postgres_restarted_while_training(stack: Stack) -> None:
+def test_postgres_restarted_while_training(stack: Stack, services: PrivateServices) -> None:
     before = _registry(stack)
     _train(stack, "train-pg-training", seed=11)
     wait_until(
         lambda: "training rows" in stack.log("train-pg-training"), 300, "the training set", 0.2
     )
-    _restart_postgres()
+    services.restart_postgres()
     code = _await_exit(stack, "train-pg-training", time.monotonic())
     _assert_settled(stack, "train-pg-training", code, before)
 
 
-def test_postgres_restarted_while_a_run_waits_for_the_registry_lock(stack: Stack) -> None:
+def test_postgres_restarted_while_a_run_waits_for_the_registry_lock(
+    stack: Stack, services: PrivateServices
+) -> None:
     before = _registry(stack)
     started = datetime.now(UTC)
     with stack.holding_registry_lock(MODEL):
@@ -216,7 +145,7 @@ def test_postgres_restarted_while_a_run_waits_for_the_registry_lock(stack: Stack
         # The run's last step before it asks for the lock.
         wait_until(lambda: stack.events("mlops.model.registered", started), 300, "its event", 0.5)
         time.sleep(2)  # now it polls the Prefect server for the lock
-        _restart_postgres()
+        services.restart_postgres()
         fault = time.monotonic()
         time.sleep(5)  # the run keeps asking the Prefect server, restarted, for the lock
     code = _await_exit(stack, "train-pg-lock", fault)
@@ -226,11 +155,11 @@ def test_postgres_restarted_while_a_run_waits_for_the_registry_lock(stack: Stack
 ONLINE_VIEWS = {b"_ts:customer_profile", b"_ts:customer_activity"}
 
 
-def _online_views(stack: Stack) -> list[set[bytes]]:
+def _online_views(stack: Stack, services: PrivateServices) -> list[set[bytes]]:
     """For each entity key of the stack's Feast project in Redis, the views it holds values of."""
     import redis
 
-    client = redis.Redis(host="127.0.0.1", port=6379)
+    client = redis.Redis(host="127.0.0.1", port=services.redis_port)
     try:
         project = stack.environment["MLOPS_FEATURES__PROJECT"]
         keys = list(client.scan_iter(match=f"*{project}", count=1000))
@@ -239,14 +168,16 @@ def _online_views(stack: Stack) -> list[set[bytes]]:
         client.close()
 
 
-def test_redis_restarted_while_materializing(stack: Stack) -> None:
+def test_redis_restarted_while_materializing(stack: Stack, services: PrivateServices) -> None:
     """Redis restarted once the first view is written: it keeps nothing on disk, so those
     values are gone. The run's read-back sees the loss and reloads, or the run fails clearly
     and the next one does."""
     name = "materialize"
     stack.start(name, [str(BIN / "mlops"), "features", "materialize"])
-    wait_until(lambda: _online_views(stack), 300, "the first view's values in Redis", 0.05)
-    _restart_redis()
+    wait_until(
+        lambda: _online_views(stack, services), 300, "the first view's values in Redis", 0.05
+    )
+    services.restart_redis()
     code = _await_exit(stack, name, time.monotonic())
     log = stack.log(name)
     assert code in {0, 1}, log
@@ -254,6 +185,6 @@ def test_redis_restarted_while_materializing(stack: Stack) -> None:
     if code == 1:
         assert "error in materialize" in log, log
         stack.run(str(BIN / "mlops"), "features", "materialize")
-    online = _online_views(stack)
+    online = _online_views(stack, services)
     assert len(online) == SMALL.customers
     assert all(views == ONLINE_VIEWS for views in online)

@@ -74,6 +74,7 @@ def test_server_killed_mid_run_fails_fast_and_registers_nothing(
     """The kill comes inside the MLflow run, after metrics and plots, before the model."""
     from mlflow import MlflowClient
 
+    server.ensure_running()  # another test may have left it stopped
     before = registry_state(server.uri)
     assert before["aliases"] == {CHAMPION: "1"}
     killed_at: list[float] = []
@@ -129,6 +130,7 @@ def test_a_version_can_be_registered_through_the_server(server: MlflowServer) ->
 
     from flows import registry
 
+    server.ensure_running()  # another test may have left it stopped
     client = MlflowClient(server.uri, registry_uri=server.uri)
     mlflow.set_tracking_uri(server.uri)
     experiment = client.create_experiment("registration-probe")
@@ -171,14 +173,14 @@ def test_server_killed_after_the_training_set_is_built_registers_nothing(
     print(f"\nserver killed after the training set: failed {elapsed:.2f} s later: {raised.value}")
     assert f"{server.uri}/api/2.0/mlflow/registered-models/get" in str(raised.value)
     assert elapsed < DETECTION_LIMIT
-    # Read the store directly: the server stays down for the last test.
+    # Read the store directly: the server is down.
     assert registry_state(f"sqlite:///{server.database}") == before
 
 
 def test_server_down_before_the_run_fails_fast_naming_the_server(
     server: MlflowServer, settings: Settings
 ) -> None:
-    """Last in the module: it leaves the server stopped (a restart costs a minute here)."""
+    """It leaves the server stopped; the tests that need it running start it again."""
     server.stop()  # a clean stop, if the previous test left it running
     before = registry_state(f"sqlite:///{server.database}")
     started = time.monotonic()

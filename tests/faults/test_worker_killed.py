@@ -23,7 +23,7 @@ from flows import history
 from flows.settings import Settings
 from flows.simulate import simulate
 from flows.workspace import Workspace
-from tests.e2e.stack import BIN, Stack, base_environment, wait_until
+from tests.e2e.stack import Stack, base_environment, wait_until
 from tests.support import END_OF_DATA, SMALL
 
 pytestmark = pytest.mark.faults
@@ -38,7 +38,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     simulate(SMALL).write(Workspace(workspace).ensure().data)
     stack = Stack(folder, base_environment(folder, workspace))
     try:
-        stack.start("server", [str(BIN / "prefect"), "server", "start"])
+        stack.start_prefect_server()
         stack.deploy_and_start_worker()
         yield stack
     finally:
@@ -121,6 +121,7 @@ def _champion(stack: Stack) -> str | None:
 
 
 def test_killed_in_training_the_retry_registers_one_version(stack: Stack) -> None:
+    before = _champion(stack)
     run_id = _start_training(stack, (END_OF_DATA - timedelta(days=7)).isoformat())
     wait_until(lambda: _training_runs_of(stack, run_id), 300, "the run's MLflow run", poll=0.2)
 
@@ -129,9 +130,11 @@ def test_killed_in_training_the_retry_registers_one_version(stack: Stack) -> Non
 
     assert retried["state"]["type"] == "COMPLETED", stack.log("worker")
     (version,) = _versions_of(stack, run_id)
-    assert _champion(stack) == version
     actions = [entry.action for entry in history.read(_client(stack), MODEL, version)]
-    assert actions == ["registered", "promoted"]
+    # Whether a week-old window beats the champion depends on which test of the module ran
+    # first (none, or a champion on the latest window); either way each entry is written once.
+    assert actions in (["registered", "promoted"], ["registered", "gates_failed"])
+    assert _champion(stack) == (version if actions[-1] == "promoted" else before)
 
 
 def test_killed_in_registration_the_retry_moves_the_alias_once(stack: Stack) -> None:

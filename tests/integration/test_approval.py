@@ -14,7 +14,7 @@ from uuid import UUID
 import pytest
 from typer.testing import CliRunner
 
-from flows import governance, history, registry
+from flows import cli_common, governance, history, registry
 from flows.approval_flow import ApprovalOutcome, approve_churn_model
 from flows.cli import app
 from flows.settings import Settings
@@ -192,7 +192,9 @@ def test_no_decision_before_the_deadline_counts_as_rejected(
     assert "not awaiting approval (approval: timed_out" in " ".join(late.output.split())
 
 
-def test_cli_decides_directly_when_no_run_waits(manual: Settings) -> None:
+def test_cli_decides_directly_when_no_run_waits(
+    manual: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     outcome = _challenger(manual)
     before = champion_of(manual)
 
@@ -203,8 +205,10 @@ def test_cli_decides_directly_when_no_run_waits(manual: Settings) -> None:
     assert result.exit_code == 0, result.output
     assert champion_of(manual) == before
     assert _actions(manual, outcome.version)[-1] == "approval_rejected"
-    wide = {"COLUMNS": "250"}  # one line per entry
-    shown = CliRunner().invoke(app, ["history", "--version", outcome.version], env=wide)
+    # One line per entry. (COLUMNS would not do: the console took its width when first
+    # imported, by whichever test ran first.)
+    monkeypatch.setattr(cli_common.output, "width", 250)
+    shown = CliRunner().invoke(app, ["history", "--version", outcome.version])
     assert shown.exit_code == 0, shown.output
     for action in ("registered", "approval_requested", "approval_rejected", "carol"):
         assert action in shown.output

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from flows import history
 from flows.cli_common import (
     EXIT_FAILED,
     EXIT_REJECTED,
@@ -223,8 +224,8 @@ def _report_outcome(settings: Settings, outcome: Any, exit_if_rejected: bool = T
     else:
         console.print(f"  gates: {outcome.gate_summary}")
     if outcome.status == "rejected":
-        champion = outcome.previous_champion or "none"
-        console.print(f"[yellow]rejected[/]: the champion is unchanged (v{champion}).")
+        champion = history.version_label(outcome.previous_champion)
+        console.print(f"[yellow]rejected[/]: the champion is unchanged ({champion}).")
     if outcome.status == "challenger":
         console.print(
             f"  awaiting approval (policy manual): `mlops approve {outcome.version} --reason ...`"

@@ -142,9 +142,13 @@ def history(
     entries = run_step("read the audit history", read)
     table = Table("when (UTC)", "action", "version", "champion", "who", "why")
     for entry in entries:
-        moved = f"v{entry.from_version or '-'} -> v{entry.to_version}" if entry.to_version else ""
         table.add_row(
-            entry.at[:19], entry.action, f"v{entry.version}", moved, entry.actor, entry.reason
+            entry.at[:19],
+            entry.action,
+            f"v{entry.version}",
+            entry.champion_move(),
+            entry.actor,
+            entry.reason,
         )
     output.print(table)
     experiment = audit.experiment_name(settings.mlflow.model_name)

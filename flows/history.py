@@ -33,6 +33,14 @@ class Action:
     ROLLED_BACK = "rolled_back"
 
 
+CHAMPION_MOVES = frozenset({Action.PROMOTED, Action.ROLLED_BACK})
+
+
+def version_label(version: str | None) -> str:
+    """`v3`, or `none` where there was no version (before the first champion)."""
+    return f"v{version}" if version else "none"
+
+
 @dataclass(frozen=True)
 class Entry:
     """One decision: what, about which version, from which champion to which, who, why."""
@@ -45,6 +53,13 @@ class Entry:
     to_version: str | None = None
     evidence: dict[str, str] = field(default_factory=dict)
     at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds"))
+
+    def champion_move(self) -> str:
+        """How `champion` moved with this entry ("none -> v1", "v2 -> v3"); empty for an entry
+        that moved nothing (a request, a decision, a refusal: their versions are proposals)."""
+        if self.action not in CHAMPION_MOVES or self.to_version is None:
+            return ""
+        return f"{version_label(self.from_version)} -> {version_label(self.to_version)}"
 
     def to_tags(self) -> dict[str, str]:
         tags = {

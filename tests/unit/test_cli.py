@@ -187,3 +187,21 @@ def test_other_unexpected_errors_keep_their_traceback() -> None:
 
     with pytest.raises(RuntimeError, match="a bug"):
         run_step("training flow", fails)
+
+
+def test_a_rejected_first_version_says_there_is_no_champion() -> None:
+    from types import SimpleNamespace
+
+    import typer
+
+    from flows import cli
+    from flows.cli_common import console
+
+    outcome = SimpleNamespace(
+        version="1", status="rejected", gate_summary="1 of 4 gates failed", previous_champion=None
+    )
+    settings = Settings()
+    with console.capture() as captured, pytest.raises(typer.Exit):
+        cli._report_outcome(settings, outcome)
+    assert "the champion is unchanged (none)" in captured.get()
+    assert "vnone" not in captured.get()

@@ -70,3 +70,22 @@ def test_the_request_key_changes_with_anything_that_decides_the_model() -> None:
         {"parameters": {"max_iter": 100}},
     ):
         assert sample_lineage(**change).request_key() != key, change
+
+
+@pytest.mark.parametrize(
+    ("entry", "shown"),
+    [
+        (Entry(Action.PROMOTED, "1", "ci", "first", None, "1"), "none -> v1"),
+        (Entry(Action.PROMOTED, "3", "ci", "better", "2", "3"), "v2 -> v3"),
+        (Entry(Action.ROLLED_BACK, "3", "ci", "broken", "3", "2"), "v3 -> v2"),
+        # Requests and decisions carry the proposed move; the champion did not move with them.
+        (Entry(Action.APPROVAL_REQUESTED, "3", "ci", "gates passed", "2", "3"), ""),
+        (Entry(Action.APPROVED, "3", "ana", "looks right", None, "3"), ""),
+        (Entry(Action.PROMOTION_REFUSED, "4", "ci", "stale", "3", None), ""),
+        (Entry(Action.REGISTERED, "4", "ci", "trained"), ""),
+    ],
+)
+def test_the_history_shows_a_champion_move_only_where_the_champion_moved(
+    entry: Entry, shown: str
+) -> None:
+    assert entry.champion_move() == shown

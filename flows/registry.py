@@ -70,13 +70,15 @@ def load_version(tracking_uri: str, name: str, version: str) -> Pipeline:
 
     import mlflow.artifacts
     import mlflow.sklearn
+    from mlflow import MlflowClient
 
+    # The artifact's location from this store's registry: MLflow resolves a `models:/` URI
+    # through the process-wide registry URI, whatever `registry_uri` it is given.
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    location = client.get_model_version_download_uri(name, version)
     with tempfile.TemporaryDirectory(prefix="mlops-model-") as folder:
         path = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{version}",
-            dst_path=folder,
-            tracking_uri=tracking_uri,
-            registry_uri=tracking_uri,
+            artifact_uri=location, dst_path=folder, tracking_uri=tracking_uri
         )
         return mlflow.sklearn.load_model(path)
 

@@ -37,10 +37,11 @@ lint: $(SYNCED)
 	$(BIN)/mypy
 
 # The whole suite on two workers, with line and branch coverage of the library (flow runs on
-# workers and `mlops` subprocesses included) printed at the end.
+# workers and `mlops` subprocesses included) printed at the end. In the modules' own order:
+# `.venv/bin/pytest` alone runs them in a random order (pytest-randomly).
 test: lint
 	mkdir -p .coverage
-	$(BIN)/pytest --cov --cov-report=term
+	$(BIN)/pytest --cov --cov-report=term --randomly-dont-reorganize
 
 # The inner loop: the unit tier in one process (well under a minute).
 test-fast: $(SYNCED)

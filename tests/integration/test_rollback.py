@@ -58,7 +58,14 @@ def test_a_version_that_never_passed_its_gates_is_refused(settings: Settings) ->
     assert snapshot(settings) == before
 
 
-def test_cli_rolls_back_to_the_previous_champion_and_records_it(settings: Settings) -> None:
+def test_the_cli_rolls_back_and_the_flow_restores_and_redeploys(settings: Settings) -> None:
+    """One sequence (the second step starts where the first ended): the CLI moves `champion`
+    back from v2 to v1, then the flow restores v2 by name and redeploys it."""
+    _cli_rolls_back_to_the_previous_champion_and_records_it(settings)
+    _the_flow_restores_a_named_version_and_redeploys_it(settings)
+
+
+def _cli_rolls_back_to_the_previous_champion_and_records_it(settings: Settings) -> None:
     assert champion_of(settings) == "2"
     since = datetime.now(UTC)
 
@@ -81,7 +88,7 @@ def test_cli_rolls_back_to_the_previous_champion_and_records_it(settings: Settin
     assert "rolled" in card.lower()
 
 
-def test_the_flow_restores_a_named_version_and_redeploys_it(settings: Settings) -> None:
+def _the_flow_restores_a_named_version_and_redeploys_it(settings: Settings) -> None:
     assert champion_of(settings) == "1"
     with running_service(settings) as url:
         outcome = rollback_churn_model(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import free_port
+from tests.e2e.stack import free_port
 
 HINT = "install PostgreSQL's server binaries (initdb, pg_ctl) and redis-server"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,14 +13,9 @@ import pytest
 
 from flows import stack
 from flows.settings import Settings
+from tests.e2e.stack import free_port
 
 CI_HINT = ".ci/run starts PostgreSQL and Redis before `make test`"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def require_services(settings: Settings) -> None:

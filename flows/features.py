@@ -87,6 +87,7 @@ def open_store(repo_path: Path, store_yaml: Path | None = None) -> FeatureStore:
 def apply_repository(store: FeatureStore, repo_path: Path) -> list[str]:
     """Register every definition in the repository, like `feast apply`; return their names."""
     from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView
+    from feast.feature_view import DUMMY_ENTITY
     from feast.repo_contents import RepoContents
     from feast.repo_operations import extract_objects_for_apply_delete, get_repo_files
 
@@ -105,7 +106,9 @@ def apply_repository(store: FeatureStore, repo_path: Path) -> list[str]:
             for view in objects
             if isinstance(view, FeatureView) and view.batch_source is not None
         ],
-        entities=[obj for obj in objects if isinstance(obj, Entity)],
+        # Feast's own placeholder for entity-less views, as `feast apply` adds it: left out, a
+        # second apply would delete the one the first created, and serving would fail.
+        entities=[obj for obj in objects if isinstance(obj, Entity)] + [DUMMY_ENTITY],
         feature_views=[obj for obj in objects if type(obj) is FeatureView],
         on_demand_feature_views=[obj for obj in objects if isinstance(obj, OnDemandFeatureView)],
         stream_feature_views=[],

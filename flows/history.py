@@ -111,7 +111,14 @@ def _experiment_id(client: MlflowClient, model_name: str, create: bool) -> str |
     if not create:
         return None
     try:
-        return str(client.create_experiment(name, tags={"mlops.audit_of": model_name}))
+        from flows.tracking import local_artifact_root
+
+        location = local_artifact_root(client.tracking_uri)  # not the current folder's mlruns
+        return str(
+            client.create_experiment(
+                name, artifact_location=location, tags={"mlops.audit_of": model_name}
+            )
+        )
     except MlflowException:  # another writer created it first
         found = client.get_experiment_by_name(name)
         if found is None:

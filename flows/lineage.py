@@ -57,6 +57,7 @@ class ResourceMeter:
 
     started_wall: float = field(default_factory=time.perf_counter)
     started_cpu: float = field(default_factory=time.process_time)
+    started_at_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
 
     def read(self) -> dict[str, float]:
         # ru_maxrss is the process's peak since it started, in KiB on Linux.

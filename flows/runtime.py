@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import urllib.error
 import urllib.request
+from pathlib import Path
 
+from flows.errors import MlopsError
 from flows.settings import Settings
 from flows.workspace import Workspace
 
@@ -45,3 +47,25 @@ def server_is_up(api_url: str, timeout: float = 0.5) -> bool:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError, ValueError):
         return False
+
+
+class DeployEnvironmentError(MlopsError):
+    """`prefect deploy` would store deployments whose runs cannot start."""
+
+
+def check_project_dir(directory: str) -> dict[str, str]:
+    """The build step of `prefect.yaml`: the folder the pull step will enter on the worker must
+    be a checkout of the project. Prefect leaves an unset `{{ $MLOPS_PROJECT_DIR }}` as it is
+    and stores it; every run would then fail on the worker, long after the deploy said done."""
+    if "{{" in directory or not directory.strip():
+        raise DeployEnvironmentError(
+            "MLOPS_PROJECT_DIR is not set: deployments would have no folder to run in. Deploy "
+            "with MLOPS_PROJECT_DIR=<the project's folder on the worker's machine>, e.g. "
+            "`MLOPS_PROJECT_DIR=$PWD prefect --no-prompt deploy --all`."
+        )
+    if not (Path(directory) / "prefect.yaml").is_file():
+        raise DeployEnvironmentError(
+            f"MLOPS_PROJECT_DIR={directory} holds no prefect.yaml: it must be the project's "
+            "folder on the worker's machine."
+        )
+    return {"directory": directory}

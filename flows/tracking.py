@@ -54,6 +54,7 @@ def connect(tracking_uri: str, experiment: str, artifact_root: Path) -> str:
         _probe_server(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     try:
+        _create_local_store(tracking_uri, artifact_root)
         found = mlflow.get_experiment_by_name(experiment)
         if found is not None:
             return str(found.experiment_id)
@@ -68,6 +69,25 @@ def connect(tracking_uri: str, experiment: str, artifact_root: Path) -> str:
             f"MLflow store {tracking_uri} is not usable ({type(error).__name__}: {error}). "
             "Check MLOPS_MLFLOW__TRACKING_URI and that the workspace is writable."
         ) from error
+
+
+def local_artifact_root(tracking_uri: str) -> str | None:
+    """Where experiments of a SQLite store keep artifacts: `artifacts` beside the database.
+    None for a server (it decides) or another store (MLflow's own default applies)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return (Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
+
+
+def _create_local_store(tracking_uri: str, artifact_root: Path) -> None:
+    """Create a new SQLite store with its `Default` experiment in the workspace; MLflow alone
+    would give it `mlruns` in whatever folder the first command ran from."""
+    path = tracking_uri.removeprefix("sqlite:///")
+    if not tracking_uri.startswith("sqlite:///") or Path(path).exists():
+        return
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    SqlAlchemyStore(tracking_uri, artifact_root.as_uri()).engine.dispose()
 
 
 def _probe_server(tracking_uri: str, timeout: float = 5.0) -> None:
@@ -103,6 +123,7 @@ class RunRecord:
     model: Pipeline
     features: list[str]
     seed: int
+    started_at_ms: int  # when the work began: the run's duration covers it, not just logging
 
 
 @dataclass(frozen=True)
@@ -162,7 +183,7 @@ def log_training_run(experiment_id: str, record: RunRecord) -> LoggedRun:
     tracking_uri = mlflow.get_tracking_uri()
     run_id: str | None = None
     try:
-        with mlflow.start_run(experiment_id=experiment_id, run_name=record.run_name) as run:
+        with _start_run(experiment_id, record) as run:
             run_id = run.info.run_id
             model_uri = _log_contents(record)
     except (MlflowException, OSError) as error:  # requests' errors are OSErrors
@@ -170,6 +191,20 @@ def log_training_run(experiment_id: str, record: RunRecord) -> LoggedRun:
             raise
         raise _server_down_mid_run(tracking_uri, run_id, error) from error
     return LoggedRun(run_id=run.info.run_id, model_uri=model_uri)
+
+
+def _start_run(experiment_id: str, record: RunRecord) -> Any:
+    """`mlflow.start_run`, with the start time of the work (it takes none of its own)."""
+    import mlflow
+    from mlflow.tracking.context.registry import resolve_tags
+
+    created = mlflow.MlflowClient().create_run(
+        experiment_id,
+        start_time=record.started_at_ms,
+        tags=resolve_tags(),  # the source, user and git tags start_run would add
+        run_name=record.run_name,
+    )
+    return mlflow.start_run(run_id=created.info.run_id)
 
 
 def _answers(tracking_uri: str) -> bool:

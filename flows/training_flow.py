@@ -282,6 +282,7 @@ def log_run(
         model=model,
         features=columns,
         seed=model_parameters.seed,
+        started_at_ms=meter.started_at_ms,
     )
     return tracking.log_training_run(experiment_id, record), bundle
 

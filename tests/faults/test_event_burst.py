@@ -7,16 +7,19 @@ A real `prefect server` subprocess with the project's deployments applied (`pref
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from flows import events
+from flows.settings import PROJECT_ROOT
 from tests.e2e.stack import BIN, Stack, base_environment, wait_until
 
 pytestmark = pytest.mark.faults
@@ -37,6 +40,34 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stack.run(str(BIN / "prefect"), "work-pool", "create", "mlops-process", "--type", "process")
         stack.run(str(BIN / "prefect"), "--no-prompt", "deploy", "--all")
         yield stack
+    finally:
+        stack.stop()
+
+
+def test_deploying_without_the_project_directory_is_refused_and_stores_nothing(
+    tmp_path: Path,
+) -> None:
+    """Prefect would store an unset `{{ $MLOPS_PROJECT_DIR }}` as the folder of every run."""
+    folder = tmp_path
+    environment = base_environment(folder, folder / "workspace")
+    del environment["MLOPS_PROJECT_DIR"]
+    stack = Stack(folder, environment)
+    try:
+        stack.start_prefect_server()
+        wait_until(stack.healthy, 180, "the Prefect server")
+        stack.run(str(BIN / "prefect"), "work-pool", "create", "mlops-process", "--type", "process")
+        refused = subprocess.run(
+            [str(BIN / "prefect"), "--no-prompt", "deploy", "--all"],
+            cwd=PROJECT_ROOT,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert refused.returncode != 0
+        assert "MLOPS_PROJECT_DIR is not set" in refused.stdout + refused.stderr
+        assert stack.api("POST", "/deployments/filter", json={}) == []
     finally:
         stack.stop()
 

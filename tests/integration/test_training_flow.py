@@ -55,6 +55,9 @@ def test_champion_run_carries_params_metrics_plots_dataset_model_and_lineage(tra
         assert f"{prefix}roc_auc" in run.data.metrics
     for cost in ("cost_wall_seconds", "cost_cpu_seconds", "cost_peak_memory_mb"):
         assert run.data.metrics[cost] > 0
+    # The run lasts as long as the work it records, not just its logging.
+    duration = (run.info.end_time - run.info.start_time) / 1000
+    assert duration >= run.data.metrics["cost_wall_seconds"]
     assert {"max_iter", "learning_rate", "seed", "window_start", "window_end"} <= set(
         run.data.params
     )
@@ -131,3 +134,16 @@ def test_gate_failure_registers_a_rejected_version_and_keeps_the_champion(
     assert after["versions"][outcome.version]["status"] == "rejected"
     assert {v: after["versions"][v] for v in before["versions"]} == before["versions"]
     assert after["feast_registry"] == before["feast_registry"]
+
+
+def test_every_experiment_keeps_its_artifacts_in_the_workspace(trained: Any) -> None:
+    from mlflow import MlflowClient
+
+    from flows.workspace import Workspace
+
+    settings = trained[0]
+    root = Workspace(settings.home_resolved).mlflow_artifacts.as_uri()
+    client = MlflowClient(settings.tracking_uri)
+    locations = {found.name: found.artifact_location for found in client.search_experiments()}
+    assert {"Default", "churn", "churn-audit"} <= set(locations)
+    assert all(location.startswith(root) for location in locations.values()), locations

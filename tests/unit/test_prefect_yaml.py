@@ -113,3 +113,17 @@ def test_pull_step_takes_the_project_directory_from_the_environment() -> None:
     (step,) = _document()["pull"]
     directory = step["prefect.deployments.steps.set_working_directory"]["directory"]
     assert directory == "{{ $MLOPS_PROJECT_DIR }}"
+
+
+def test_the_build_step_checks_the_directory_the_pull_step_will_enter() -> None:
+    (step,) = _document()["build"]
+    assert step == {"flows.runtime.check_project_dir": {"directory": "{{ $MLOPS_PROJECT_DIR }}"}}
+
+
+@pytest.mark.parametrize("directory", ["{{ $MLOPS_PROJECT_DIR }}", " ", "/nonexistent"])
+def test_deploying_without_the_project_directory_is_refused(directory: str) -> None:
+    from flows.runtime import DeployEnvironmentError, check_project_dir
+
+    with pytest.raises(DeployEnvironmentError, match="MLOPS_PROJECT_DIR"):
+        check_project_dir(directory)
+    assert check_project_dir(str(PROJECT_ROOT)) == {"directory": str(PROJECT_ROOT)}

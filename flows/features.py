@@ -281,6 +281,7 @@ def build_training_set(
 ) -> pd.DataFrame:
     """Point-in-time join of the service's features onto every label row, in key order."""
     entities = labels[[keys.entity_key, keys.timestamp, keys.label]]
+    check_key_type(store, entities)
     frame = retrieve(store, service, entities, keys.entity_key, keys.timestamp)
     _check_feature_coverage(frame, store, service, keys)
     return frame
@@ -302,8 +303,56 @@ def _check_feature_coverage(
             raise LabelsError(
                 f"{len(uncovered)} of {len(frame)} label rows have no '{view.name}' features "
                 f"within its TTL of {ttl} (first: {keys.entity_key}={first[keys.entity_key]} at "
-                f"{first[keys.timestamp]}). Labels need feature rows for the same entity no older "
-                "than the TTL: check the label window and the source files."
+                f"{first[keys.timestamp]}). {_why_uncovered(view, uncovered[keys.timestamp])}"
+                "Labels need feature rows for the same entity no older than the TTL: check the "
+                "label window and the source files."
+            )
+
+
+def _why_uncovered(view: Any, stamps: pd.Series) -> str:
+    """What the view's source file says about label rows it does not cover: empty, too old
+    for them, or the labels dated after the present. Empty for sources that are not files."""
+    from feast import FileSource
+
+    notes = []
+    future = int((stamps > pd.Timestamp.now(tz="UTC")).sum())
+    if future:
+        notes.append(f"{future} of them are dated in the future (check their timestamps).")
+    source = view.batch_source
+    if isinstance(source, FileSource) and Path(source.path).is_file():
+        column = pd.read_parquet(source.path, columns=[source.timestamp_field])
+        times = pd.to_datetime(column[source.timestamp_field], utc=True)
+        if times.empty:
+            notes.append(f"Its source {source.path} has no rows.")
+        elif times.max() < stamps.min() - _ttl(view):
+            age = stamps.min() - times.max()
+            notes.append(
+                f"The newest row of its source {source.path} is from {times.max()}, "
+                f"{age.days} days before the first of them: the source is stale."
+            )
+    return " ".join(notes) + (" " if notes else "")
+
+
+def check_key_type(store: FeatureStore, labels: pd.DataFrame) -> None:
+    """Label entity ids of the type the Feast entity declares (an integer entity and text
+    ids would end in a type error deep inside the offline store)."""
+    from feast.value_type import ValueType
+
+    wanted = {
+        ValueType.INT32: (pd.api.types.is_integer_dtype, "integers"),
+        ValueType.INT64: (pd.api.types.is_integer_dtype, "integers"),
+        ValueType.STRING: (pd.api.types.is_string_dtype, "text"),
+    }
+    for entity in store.list_entities():
+        column = entity.join_key
+        if column not in labels.columns or entity.value_type not in wanted:
+            continue
+        fits, kind = wanted[entity.value_type]
+        if not fits(labels[column].dtype):
+            raise LabelsError(
+                f"Entity ids in label column '{column}' are {labels[column].dtype}, but the "
+                f"Feast entity '{entity.name}' declares {entity.value_type.name}: write them "
+                f"as {kind}."
             )
 
 

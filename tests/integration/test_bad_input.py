@@ -79,6 +79,38 @@ def test_labels_without_features(
         _train()
 
 
+def _known_customers(stamp: str) -> pd.DataFrame:
+    """Label rows of two customers the sources know, at one time."""
+    at = pd.Timestamp(stamp, tz="UTC")
+    ids = simulate(SMALL).labels["customer_id"].unique()[:2]
+    return pd.DataFrame({"customer_id": ids, "event_timestamp": [at, at], "churned": [0, 1]})
+
+
+def test_labels_after_the_sources_end_name_the_stale_source(
+    unchanged: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _labels_file(monkeypatch, tmp_path, _known_customers("2026-12-01 06:00"))
+    with pytest.raises(LabelsError, match=r"newest row of its source .*days before.*stale"):
+        _train()
+
+
+def test_labels_dated_in_the_future_are_named(
+    unchanged: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _labels_file(monkeypatch, tmp_path, _known_customers("2099-01-01 06:00"))
+    with pytest.raises(LabelsError, match=r"2 of them are dated in the future"):
+        _train()
+
+
+def test_text_ids_for_an_integer_entity_are_named(
+    unchanged: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    labels = _known_customers("2026-06-29 06:00").astype({"customer_id": str})
+    _labels_file(monkeypatch, tmp_path, labels)
+    with pytest.raises(LabelsError, match=r"'customer_id' are object.*declares INT64"):
+        _train()
+
+
 def test_missing_label_column(
     unchanged: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -125,6 +157,13 @@ def test_renamed_source_column_is_named_before_retrieval(corrupted_sources: Work
     spec = SimulationSpec(**{**vars(SMALL), "corruptions": (Corruption.RENAMED_COLUMN,)})
     simulate(spec).write(corrupted_sources.data)
     with pytest.raises(FeatureRepoError, match=r"customer_activity.parquet.*lacks.*sessions_7d"):
+        _train()
+
+
+def test_an_empty_source_is_named(corrupted_sources: Workspace) -> None:
+    path = corrupted_sources.data / "customer_activity.parquet"
+    pd.read_parquet(path).iloc[:0].to_parquet(path, index=False)
+    with pytest.raises(LabelsError, match=r"customer_activity.parquet has no rows"):
         _train()
 
 

@@ -20,7 +20,7 @@ from prefect.states import Completed
 from prefect.utilities.annotations import unmapped
 from pydantic import BaseModel, Field
 
-from flows import batch_scoring, drift, events, features, registry, tracking, training
+from flows import batch_scoring, drift, events, features, registry, scoring, tracking, training
 from flows.data_checks import check_or_stop
 from flows.drift import DecayResult, DriftResult
 from flows.service_contract import PredictionLog
@@ -90,6 +90,7 @@ class MonitoringOutcome:
     performance: DecayResult | None = None
     predictions: DriftResult | None = None
     segments: Mapping[str, DriftResult] = field(default_factory=dict)  # informative only
+    unseen_categories: Mapping[str, float] = field(default_factory=dict)  # share per feature
 
 
 @task(cache_policy=NO_CACHE)
@@ -299,6 +300,34 @@ def check_performance(
     )
 
 
+def _served_records(
+    settings: Settings, champion: ChampionReference, window: CurrentWindow
+) -> list[dict[str, Any]]:
+    """The scoring service's log records of the champion inside the window."""
+    log = PredictionLog(Workspace(settings.home_resolved).predictions)
+    return [
+        record
+        for record in log.read(window.start, window.end)
+        if record.get("model_name") == champion.model_name
+        and str(record.get("model_version")) == champion.version
+    ]
+
+
+@task(cache_policy=NO_CACHE)
+def count_unseen_categories(
+    settings: Settings, champion: ChampionReference, window: CurrentWindow
+) -> dict[str, float]:
+    """Per feature, the share of the champion's served predictions in the window made on a
+    category it never saw in training (its encoder scores them as if absent)."""
+    shares = scoring.unseen_shares(_served_records(settings, champion, window))
+    if shares:
+        get_run_logger().warning(
+            "Served on categories unseen in training: %s",
+            ", ".join(f"{name} {share:.1%}" for name, share in shares.items()),
+        )
+    return shares
+
+
 @task(cache_policy=NO_CACHE)
 def check_prediction_drift(
     settings: Settings, champion: ChampionReference, window: CurrentWindow
@@ -307,13 +336,7 @@ def check_prediction_drift(
 
     Informative only: served scores can move for reasons a retrain does not fix (serving skew).
     """
-    log = PredictionLog(Workspace(settings.home_resolved).predictions)
-    served = [
-        float(record[SCORE_COLUMN])
-        for record in log.read(window.start, window.end)
-        if record.get("model_name") == champion.model_name
-        and str(record.get("model_version")) == champion.version
-    ]
+    served = [float(record[SCORE_COLUMN]) for record in _served_records(settings, champion, window)]
     if len(served) < settings.monitoring.min_rows:
         get_run_logger().info(
             "%d logged prediction(s) of v%s in the window: fewer than %d, no prediction check",
@@ -362,6 +385,8 @@ def log_monitoring_run(
         metrics["performance_decayed"] = float(outcome.performance.decayed)
     if outcome.predictions is not None and outcome.predictions.scores:
         metrics["prediction_drift_score"] = outcome.predictions.scores[SCORE_COLUMN].score
+    for column, share in outcome.unseen_categories.items():
+        metrics[f"unseen_category_share_{column}"] = share
     for segment, result in outcome.segments.items():
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", segment)
         metrics[f"segment_{name}_drift_share"] = result.drift_share or 0.0
@@ -428,6 +453,7 @@ def _payload(outcome: MonitoringOutcome, report: str | None) -> dict[str, Any]:
         "drifted_features": list(outcome.drifted_features),
         "performance": outcome.performance.to_payload() if outcome.performance else None,
         "predictions": outcome.predictions.to_payload() if outcome.predictions else None,
+        "unseen_categories": dict(outcome.unseen_categories),
         "segments": {
             segment: {
                 "status": result.status,
@@ -498,6 +524,7 @@ def monitor_drift(parameters: MonitoringParameters | None = None) -> Any:
     segments = check_segments(settings, champion, window)
     performance = check_performance(settings, champion, window)
     predictions = check_prediction_drift(settings, champion, window)
+    unseen = count_unseen_categories(settings, champion, window)
     # Segments are reported, not decided on: the verdict is the whole window's.
     drifted = found.drifted or (performance is not None and performance.decayed)
     outcome = replace(
@@ -507,6 +534,7 @@ def monitor_drift(parameters: MonitoringParameters | None = None) -> Any:
         performance=performance,
         predictions=predictions,
         segments=segments,
+        unseen_categories=unseen,
     )
     run_id = log_monitoring_run(settings, experiment_id, champion, outcome)
     outcome = replace(outcome, run_id=run_id)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ class ServedModel:
     version: str
     model: Pipeline
     feature_names: tuple[str, ...]
+    categories: Mapping[str, frozenset[Any]] = field(default_factory=dict)  # seen in training
 
 
 class UnknownEntitiesError(Exception):
@@ -125,11 +126,35 @@ def prediction_records(
             "feature_service": feature_service,
             "churn_probability": float(score),
             "features": {name: _json_value(value) for name, value in features.items()},
+            # Scored as if absent (the encoder ignores them): counted so monitoring can say.
+            "unseen_categories": unseen_categories(features, model.categories),
         }
         for entity, score, features in zip(
             frame[entity_key].tolist(), scores.tolist(), feature_rows, strict=True
         )
     ]
+
+
+def unseen_categories(
+    features: Mapping[Any, Any], categories: Mapping[str, frozenset[Any]]
+) -> list[str]:
+    """The encoded features whose value the model never saw in training."""
+    return sorted(
+        name
+        for name, known in categories.items()
+        if features.get(name) is not None and features[name] not in known
+    )
+
+
+def unseen_shares(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Per feature, the share of logged predictions made on a category unseen in training."""
+    if not records:
+        return {}
+    counts: dict[str, int] = {}
+    for record in records:
+        for name in record.get("unseen_categories", []):
+            counts[name] = counts.get(name, 0) + 1
+    return {name: count / len(records) for name, count in sorted(counts.items())}
 
 
 def _json_value(value: Any) -> Any:

@@ -146,7 +146,13 @@ class ScoringService:
             model = registry.load_version(uri, name, version)
         except Exception as error:  # skops/zip/OS/MLflow errors alike: the version cannot serve
             raise scoring.ModelLoadError(name, version, uri, error) from error
-        served = ServedModel(name, version, model, tuple(training.model_feature_names(model)))
+        served = ServedModel(
+            name,
+            version,
+            model,
+            tuple(training.model_feature_names(model)),
+            training.known_categories(model),
+        )
         scoring.check_model_columns(served, self.service_features)
         return served
 

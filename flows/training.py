@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -152,3 +152,18 @@ def _columns(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 def model_feature_names(model: Pipeline) -> list[str]:
     """The input columns a fitted pipeline reads, in order."""
     return [str(name) for name in model.feature_names_in_]
+
+
+def known_categories(model: Pipeline) -> dict[str, frozenset[Any]]:
+    """The categories each encoded column held in training (its encoder ignores others), for
+    every encoder with `categories_` in the pipeline's column transformers."""
+    from sklearn.compose import ColumnTransformer
+
+    known: dict[str, frozenset[Any]] = {}
+    for step in model.named_steps.values():
+        if not isinstance(step, ColumnTransformer):
+            continue
+        for _, encoder, columns in step.transformers_:
+            for column, values in zip(columns, getattr(encoder, "categories_", []), strict=False):
+                known[str(column)] = frozenset(values.tolist())
+    return known

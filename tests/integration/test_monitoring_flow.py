@@ -105,6 +105,7 @@ def _write_prediction_log(settings: Settings, version: str, scores: np.ndarray) 
                 "feature_service": settings.features.feature_service,
                 "churn_probability": float(score),
                 "features": {},
+                "unseen_categories": ["plan"] if row % 4 == 0 else [],
             }
         )
         for row, score in enumerate(scores)
@@ -147,6 +148,8 @@ def test_covariate_drift_is_detected_logged_and_emitted(
     assert payload["drifted_features"] == list(outcome.drifted_features)
     assert payload["performance"]["status"] == "no_decay"
     assert payload["predictions"]["status"] == "drift"
+    assert outcome.unseen_categories == {"plan": 0.25}  # one logged prediction in four
+    assert payload["unseen_categories"] == {"plan": 0.25}
     assert payload["report"] == f"{outcome.run_id}/drift/report.html"
     assert "columns drifted" in payload["reason"]
     # The retraining flow accepts what the monitor sends.

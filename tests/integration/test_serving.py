@@ -47,6 +47,7 @@ RECORD_KEYS = {
     "feature_service",
     "churn_probability",
     "features",
+    "unseen_categories",
 }
 
 
@@ -131,6 +132,7 @@ def test_predict_scores_known_customers_and_logs_each_prediction(
         assert datetime.fromisoformat(record["scored_at"]).utcoffset() is not None
         assert set(record["features"]) >= {"plan", "region", "sessions_7d", "minutes_per_session"}
         assert all(value is not None for value in record["features"].values())
+        assert record["unseen_categories"] == []
 
 
 @pytest.mark.parametrize(
@@ -329,11 +331,14 @@ def test_the_service_refuses_an_empty_token(settings: Settings) -> None:
 
 
 def test_prediction_records_hold_json_values() -> None:
-    model = scoring.ServedModel("churn", "3", None, ("plan", "sessions_7d", "minutes_7d"))
+    categories = {"plan": frozenset({"basic"}), "region": frozenset({"north"})}
+    columns = ("plan", "region", "sessions_7d", "minutes_7d")
+    model = scoring.ServedModel("churn", "3", None, columns, categories)
     frame = pd.DataFrame(
         {
             "customer_id": np.array([7], dtype="int64"),
             "plan": [None],
+            "region": ["south"],  # never seen in training
             "sessions_7d": np.array([4], dtype="int64"),
             "minutes_7d": [float("nan")],
         }
@@ -353,5 +358,6 @@ def test_prediction_records_hold_json_values() -> None:
         "model_version": "3",
         "feature_service": "churn_model_v1",
         "churn_probability": 0.25,
-        "features": {"plan": None, "sessions_7d": 4, "minutes_7d": None},
+        "features": {"plan": None, "region": "south", "sessions_7d": 4, "minutes_7d": None},
+        "unseen_categories": ["region"],
     }

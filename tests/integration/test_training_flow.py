@@ -99,12 +99,14 @@ def test_model_is_skops_with_pinned_requirements_signature_and_example(trained: 
     from mlflow.models import Model
 
     settings, _, _ = trained
-    uri = settings.tracking_uri
+    uri, name = settings.tracking_uri, settings.mlflow.model_name
+    # Through the artifact's own location: MLflow resolves `models:/` with the process-wide
+    # registry URI whatever `registry_uri` says, and another test may have set that.
+    client = mlflow.MlflowClient(uri, registry_uri=uri)
+    version = client.get_model_version_by_alias(name, "champion").version
     folder = Path(
         mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{settings.mlflow.model_name}@champion",
-            tracking_uri=uri,
-            registry_uri=uri,
+            artifact_uri=client.get_model_version_download_uri(name, version), tracking_uri=uri
         )
     )
     info = Model.load(folder)

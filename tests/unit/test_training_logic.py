@@ -15,6 +15,7 @@ from flows.training import (
     TrainingDataError,
     feature_columns,
     fit_model,
+    known_categories,
     predict_scores,
     split_by_time,
 )
@@ -195,3 +196,18 @@ def test_train_metrics_use_every_row_or_a_seeded_sample() -> None:
     assert sample.index.is_unique
     pd.testing.assert_frame_equal(sample, metric_rows(frame, 1000, seed=1))
     assert not sample.equals(metric_rows(frame, 1000, seed=2))
+
+
+def test_known_categories_are_what_each_encoder_saw_in_training(model: Pipeline) -> None:
+    from flows.scoring import unseen_categories, unseen_shares
+
+    known = known_categories(model)
+    assert known == {
+        "plan": frozenset({"basic", "standard", "premium"}),
+        "region": frozenset({"north", "south"}),
+    }
+    row = {"plan": "enterprise", "region": "south", "sessions_7d": 99}
+    assert unseen_categories(row, known) == ["plan"]
+    records = [{"unseen_categories": ["plan"]}, {"unseen_categories": []}]
+    assert unseen_shares(records) == {"plan": 0.5}
+    assert unseen_shares([]) == {}

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,6 +21,7 @@ from flows.settings import Settings
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
+    from feast.online_response import OnlineResponse
 
 
 class FeatureRepoError(MlopsError):
@@ -439,8 +441,34 @@ def _entities_not_found(store: FeatureStore, view: Any, end: datetime) -> list[i
     ids = sorted({int(latest), *map(int, sample)})
     feature = f"{view.name}:{view.features[0].name}"
     response = store.get_online_features(features=[feature], entity_rows=[{key: i} for i in ids])
-    names = list(response.proto.metadata.feature_names.val)
-    # Not the field statuses: Feast's Redis store says PRESENT for a key it did not find. A row
-    # not found has no event timestamp.
-    stamps = response.proto.results[names.index(view.features[0].name)].event_timestamps
-    return [i for i, stamp in zip(ids, stamps, strict=True) if stamp.seconds == 0]
+    found = stored_values(response, {view.features[0].name})[view.features[0].name]
+    return [i for i, stored in zip(ids, found, strict=True) if not stored]
+
+
+def stored_values(response: OnlineResponse, names: Collection[str]) -> pd.DataFrame:
+    """Per feature of `names` (those read from a stored view, `stored_feature_names`) and row
+    of an online read: was a value stored, a null included?
+
+    Not the field statuses: Feast's Redis store says PRESENT for a key it did not find. A row
+    not found has no event timestamp.
+    """
+    return pd.DataFrame(
+        {
+            name: [stamp.seconds != 0 for stamp in result.event_timestamps]
+            for name, result in zip(
+                response.proto.metadata.feature_names.val, response.proto.results, strict=True
+            )
+            if name in names
+        }
+    )
+
+
+def stored_feature_names(store: FeatureStore, service: FeatureService) -> frozenset[str]:
+    """The service's features read from the online store (not computed on demand)."""
+    batch_views = {view.name for view in store.list_feature_views()}
+    return frozenset(
+        feature.name
+        for projection in service.feature_view_projections
+        if projection.name in batch_views
+        for feature in projection.features
+    )

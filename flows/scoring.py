@@ -42,17 +42,36 @@ class UnknownEntitiesError(Exception):
 
 
 class IncompleteFeaturesError(UnknownEntitiesError):
-    """Some requested ids lack part of their online features (a view missing or expired)."""
+    """Some requested ids lack part of their online features: a view not materialized for
+    them, values expired, or nulls stored from the source."""
 
-    def __init__(self, ids: list[int], columns: list[str]) -> None:
-        self.ids, self.columns = ids, columns
+    def __init__(
+        self,
+        ids: list[int],
+        columns: list[str],
+        nulls: Sequence[str] = (),
+        absent: Sequence[str] | None = None,
+    ) -> None:
+        self.ids, self.columns, self.nulls = ids, columns, list(nulls)
         shown = ", ".join(str(i) for i in ids[:20]) + (" ..." if len(ids) > 20 else "")
+        absent = columns if absent is None else absent
+        causes = []
+        if self.nulls:
+            causes.append(
+                f"null in the feature source: {', '.join(self.nulls)} (the online store holds "
+                "the null that was materialized; fix those source rows, then run `mlops "
+                "features materialize`)"
+            )
+        if absent:
+            causes.append(
+                f"not in the online store: {', '.join(absent)} (partly materialized, or the "
+                "values expired by the feature view's TTL; run `mlops features materialize`)"
+            )
         Exception.__init__(
             self,
             f"Online features of customer id(s) {shown} are incomplete (missing: "
-            f"{', '.join(columns)}): the online store is partly materialized or the values "
-            "expired (feature view TTL). They are not scored with inputs the model never saw in "
-            "training; run `mlops features materialize`.",
+            f"{', '.join(columns)}). They are not scored with inputs the model never saw in "
+            f"training. Cause: {'; '.join(causes)}.",
         )
 
 
@@ -90,19 +109,31 @@ def check_model_columns(model: ServedModel, service_features: Sequence[str]) -> 
 
 
 def model_input(
-    online: pd.DataFrame, entity_key: str, feature_names: Sequence[str]
+    online: pd.DataFrame,
+    entity_key: str,
+    feature_names: Sequence[str],
+    stored: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The online rows the model reads; an error naming ids with every feature null, else
-    ids with some null (training sets never hold nulls: the suites refuse them)."""
+    ids with some null (training sets never hold nulls: the suites refuse them). `stored`
+    (`features.stored_values`) tells a null stored from the source from a value never stored,
+    for the columns it has (computed ones follow their inputs)."""
     names = list(feature_names)
     missing = online[names].isna()
-    empty = missing.all(axis=1)
+    stored = pd.DataFrame(index=online.index) if stored is None else stored
+    known = [name for name in names if name in stored.columns]
+    empty = missing.all(axis=1) & ~stored[known].any(axis=1)
     if empty.any():
         raise UnknownEntitiesError(sorted({int(i) for i in online.loc[empty, entity_key]}))
     partial = missing.any(axis=1)
     if partial.any():
         ids = sorted({int(i) for i in online.loc[partial, entity_key]})
-        raise IncompleteFeaturesError(ids, [name for name in names if missing[name].any()])
+        columns = [name for name in names if missing[name].any()]
+        if not known:
+            raise IncompleteFeaturesError(ids, columns)
+        nulls = [name for name in known if (missing[name] & stored[name]).any()]
+        absent = [name for name in known if (missing[name] & ~stored[name]).any()]
+        raise IncompleteFeaturesError(ids, columns, nulls, absent)
     return online[[entity_key, *names]]
 
 

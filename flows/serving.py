@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from threadpoolctl import ThreadpoolController
 
-from flows import registry, scoring, training
+from flows import features, registry, scoring, training
 from flows.scoring import ServedModel
 from flows.service_contract import (
     HEALTH,
@@ -52,8 +52,6 @@ class ScoringService:
     def __init__(self, settings: Settings) -> None:
         from mlflow import MlflowClient
 
-        from flows import features
-
         self.settings = settings
         self.client = MlflowClient(settings.tracking_uri)
         version = champion_to_serve(settings, self.client)  # cheap: no champion, no service
@@ -72,6 +70,7 @@ class ScoringService:
             for projection in self.feature_service.feature_view_projections
             for feature in projection.features
         ]
+        self.stored_features = features.stored_feature_names(self.store, self.feature_service)
         self.served = self._load(version)
         self._threads = ThreadpoolController()  # after the model: it finds the loaded OpenMP
         folder = Workspace(settings.home_resolved).predictions
@@ -85,10 +84,11 @@ class ScoringService:
         """Score ids with their online features; every prediction is logged."""
         served = self.served  # one reference for the whole request: a reload cannot split it
         key = self.settings.features.entity_key
-        online = self.store.get_online_features(
+        response = self.store.get_online_features(
             features=self.feature_service, entity_rows=[{key: i} for i in customer_ids]
-        ).to_df()
-        frame = scoring.model_input(online, key, served.feature_names)
+        )
+        stored = features.stored_values(response, self.stored_features)
+        frame = scoring.model_input(response.to_df(), key, served.feature_names, stored)
         # One OpenMP thread (multithreaded predict is ~20x slower for a few rows). The limit is
         # the calling thread's own, so concurrent requests do not undo each other's; and a
         # controller made once skips the library scan threadpool_limits does on every call.

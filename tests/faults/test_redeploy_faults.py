@@ -154,51 +154,58 @@ def test_redeploy_of_a_version_that_fails_to_load_rolls_back(
 
 
 @pytest.fixture
-def delete_online_rows(settings: Settings) -> Iterator[Callable[[str, list[int]], int]]:
-    """Delete a view's online rows of some customers; re-insert exactly those rows afterwards."""
+def damage_online_rows(settings: Settings) -> Iterator[Callable[..., int]]:
+    """Delete a view's online rows of some customers, or store a null for one feature of
+    theirs; put back exactly those rows afterwards."""
     from feast.infra.key_encoding_utils import serialize_entity_key
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
 
     database = Workspace(settings.home_resolved).feast / "online_store.db"
-    removed: list[tuple[str, list[tuple[Any, ...]]]] = []
+    saved: list[tuple[str, list[bytes], list[tuple[Any, ...]]]] = []
 
     def key(customer: int) -> bytes:
         entity = EntityKey(join_keys=["customer_id"], entity_values=[Value(int64_val=customer)])
         return serialize_entity_key(entity, entity_key_serialization_version=3)
 
-    def apply(view: str, customers: list[int]) -> int:
+    def apply(view: str, customers: list[int], null_feature: str | None = None) -> int:
         table = f"churn_{view}"
         keys = [key(customer) for customer in customers]
-        marks = ",".join("?" * len(keys))
+        where = f"entity_key IN ({','.join('?' * len(keys))})"
         with sqlite3.connect(database) as connection:
-            rows = connection.execute(
-                f"SELECT * FROM {table} WHERE entity_key IN ({marks})",  # noqa: S608 - test names
-                keys,
-            ).fetchall()
-            connection.execute(f"DELETE FROM {table} WHERE entity_key IN ({marks})", keys)  # noqa: S608
-        removed.append((table, rows))
+            rows = connection.execute(f"SELECT * FROM {table} WHERE {where}", keys).fetchall()  # noqa: S608 - test names
+            if null_feature is None:
+                connection.execute(f"DELETE FROM {table} WHERE {where}", keys)  # noqa: S608
+            else:  # what Feast stores for a null source value: an empty Value
+                connection.execute(
+                    f"UPDATE {table} SET value = ? WHERE feature_name = ? AND {where}",  # noqa: S608
+                    [Value().SerializeToString(), null_feature, *keys],
+                )
+        saved.append((table, keys, rows))
         return len(rows)
 
     yield apply
     with sqlite3.connect(database) as connection:
-        for table, rows in removed:
+        for table, keys, rows in saved:
+            where = f"entity_key IN ({','.join('?' * len(keys))})"
+            connection.execute(f"DELETE FROM {table} WHERE {where}", keys)  # noqa: S608
             if rows:
                 marks = ",".join("?" * len(rows[0]))
                 connection.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)  # noqa: S608
 
 
 def test_missing_online_rows_are_a_clear_404_never_a_5xx(
-    settings: Settings, delete_online_rows: Callable[[str, list[int]], int]
+    settings: Settings, damage_online_rows: Callable[..., int]
 ) -> None:
     make_champion(settings, V2)
-    gone, partial, intact = 1001, 1002, 1003
-    assert delete_online_rows("customer_profile", [gone]) > 0
-    assert delete_online_rows("customer_activity", [gone, partial]) > 0
+    gone, partial, null, intact = 1001, 1002, 1004, 1003
+    assert damage_online_rows("customer_profile", [gone]) > 0
+    assert damage_online_rows("customer_activity", [gone, partial]) > 0
+    assert damage_online_rows("customer_activity", [null], null_feature="sessions_7d") > 0
     with running_service(settings) as url, httpx.Client(base_url=url, timeout=30) as http:
         answers = {
             customer: http.post(PREDICT, json={"customer_ids": [customer]})
-            for customer in (gone, partial, intact)
+            for customer in (gone, partial, null, intact)
         }
         both = http.post(PREDICT, json={"customer_ids": [intact, partial]})
         assert http.get(HEALTH).status_code == 200
@@ -211,18 +218,25 @@ def test_missing_online_rows_are_a_clear_404_never_a_5xx(
     assert f"Online features of customer id(s) {partial} are incomplete (missing: " in detail
     assert "sessions_7d" in detail
     assert "plan" not in detail  # the profile is there
+    assert "not in the online store: " in detail
+    assert "null in the feature source" not in detail
+    assert answers[null].status_code == 404
+    detail = answers[null].json()["detail"]
+    assert "(missing: sessions_7d, minutes_per_session)" in detail  # the second is computed
+    assert "null in the feature source: sessions_7d" in detail
+    assert "not in the online store" not in detail
     assert both.status_code == 404
     assert str(intact) not in both.json()["detail"]
 
 
 def test_redeploy_detects_missing_online_rows_and_rolls_back(
-    settings: Settings, delete_online_rows: Callable[[str, list[int]], int]
+    settings: Settings, damage_online_rows: Callable[..., int]
 ) -> None:
     make_champion(settings, V1)
     with running_service(settings) as url:
         registry.promote(_client(settings), "churn", V2, "test-promotion", "gates passed")
         # A partial materialization: the activity view lost the smoke sample's rows.
-        assert delete_online_rows("customer_activity", SMOKE_SAMPLE[:5]) > 0
+        assert damage_online_rows("customer_activity", SMOKE_SAMPLE[:5]) > 0
         with pytest.raises(RedeployFailedError) as raised:
             redeploy(RedeployParameters(version=V2, previous_version=V1, service_url=url))
         message = str(raised.value)

@@ -42,6 +42,23 @@ def test_model_input_refuses_rows_with_some_features_missing() -> None:
         "Online features of customer id(s) 2, 3 are incomplete (missing: a, b)"
     )
     assert "mlops features materialize" in str(raised.value)
+    assert "null in the feature source" not in str(raised.value)  # nothing said it was stored
+
+
+def test_model_input_tells_a_stored_null_from_a_value_never_stored() -> None:
+    online = _online(a=[1.0, np.nan, np.nan], b=["x", None, "z"])
+    stored = pd.DataFrame({"a": [True, True, False], "b": [True, True, True]})
+    with pytest.raises(scoring.IncompleteFeaturesError) as raised:
+        scoring.model_input(online, "customer_id", ["a", "b"], stored)
+    # Id 2 has every feature null, but both were stored: a data problem, not an unknown id.
+    assert (raised.value.ids, raised.value.columns, raised.value.nulls) == (
+        [2, 3],
+        ["a", "b"],
+        ["a", "b"],
+    )
+    message = str(raised.value)
+    assert "null in the feature source: a, b" in message
+    assert "not in the online store: a (" in message  # id 3's was never stored
 
 
 def test_model_load_error_says_which_version_and_why() -> None:

@@ -219,8 +219,8 @@ def _train(settings: Settings, parameters: dict[str, Any]) -> Any:
 
 def _report_outcome(settings: Settings, outcome: Any, exit_if_rejected: bool = True) -> None:
     console.print(f"  model {settings.mlflow.model_name} v{outcome.version}: {outcome.status}")
-    if outcome.status == "superseded":
-        console.print(f"[yellow]superseded[/]: {outcome.gate_summary}")
+    if outcome.status in ("superseded", "duplicate"):
+        console.print(f"[yellow]{outcome.status}[/]: {outcome.gate_summary}")
     else:
         console.print(f"  gates: {outcome.gate_summary}")
     if outcome.status == "rejected":
@@ -231,7 +231,7 @@ def _report_outcome(settings: Settings, outcome: Any, exit_if_rejected: bool = T
             f"  awaiting approval (policy manual): `mlops approve {outcome.version} --reason ...`"
             f" or `mlops reject {outcome.version} --reason ...`"
         )
-    if outcome.status in ("rejected", "superseded") and exit_if_rejected:
+    if outcome.status in ("rejected", "superseded", "duplicate") and exit_if_rejected:
         raise typer.Exit(EXIT_REJECTED)
 
 

@@ -27,6 +27,7 @@ EVALUATED_AGAINST = "mlops.champion_at_training"
 FLOW_RUN = "mlops.flow_run_id"
 REQUEST_KEY = "mlops.request_key"  # digest of data, features, code, lock, parameters, seed
 GATES_PASSED = "gates.passed"
+ROLLBACK_REASON = "rollback: "  # how a rollback's promotion reason starts
 
 
 class GovernanceError(MlopsError):
@@ -305,6 +306,13 @@ def rollback_target(client: MlflowClient, name: str, current: str, requested: st
         if refusal is not None:
             raise RollbackRefusedError(f"Rollback refused: {refusal}. Nothing was changed.")
         return requested
+    tags = version_tags(client, name, current)
+    if tags.get("promotion_reason", "").startswith(ROLLBACK_REASON):
+        raise RollbackRefusedError(
+            f"Champion v{current} is itself a rollback (from v{tags.get('previous_champion')}): "
+            "a second rollback without a target would go one more version back. Name the "
+            "version to restore (--to). Nothing was changed."
+        )
     earlier = [
         (found.tags["promoted_at"], str(found.version))
         for found in client.search_model_versions(f"name='{name}'")
@@ -340,7 +348,7 @@ def rollback(
             "was asked for. Nothing was changed."
         )
     target = rollback_target(client, name, current, to)
-    registry.promote(client, name, target, actor, f"rollback: {reason}")
+    registry.promote(client, name, target, actor, f"{ROLLBACK_REASON}{reason}")
     _set_tags(
         client,
         name,

@@ -90,6 +90,8 @@ class Lineage:
     # Digest of the label rows alone (entity key, timestamp, label): tells changed labels apart
     # from changed feature values when the training-set digest differs.
     entity_rows_digest: str = NOT_RECORDED
+    # Where the holdout starts: the rows the model is fitted on follow from it.
+    holdout_cutoff: str = NOT_RECORDED
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -116,9 +116,10 @@ def register_version(
     )
 
 
-def version_of_flow_run(client: MlflowClient, name: str, flow_run_id: str) -> str | None:
-    """The version a flow run registered (tag `mlops.flow_run_id`), if it did."""
-    query = f"name='{name}' and tag.`mlops.flow_run_id`='{flow_run_id}'"
+def first_version_tagged(client: MlflowClient, name: str, tag: str, value: str) -> str | None:
+    """The first version with a tag's value (e.g. `mlops.flow_run_id`: the version a flow run
+    registered; `mlops.request_key`: one trained from a request), if any."""
+    query = f"name='{name}' and tag.`{tag}`='{value}'"
     found = [str(version.version) for version in client.search_model_versions(query)]
     return min(found, key=int) if found else None
 

@@ -73,14 +73,15 @@ class Evaluation:
     champion_version: str | None
 
 
-UNCHANGED = ("rejected", "superseded")  # outcomes that leave the champion where it was
+DUPLICATE = "duplicate"  # a version was trained from the same request: nothing trained
+UNCHANGED = ("rejected", "superseded", DUPLICATE)  # outcomes that leave the champion as it was
 
 
 @dataclass(frozen=True)
 class TrainingOutcome:
     """What a training run ended with; the CLI and the tests read it."""
 
-    status: str  # champion | challenger (awaiting approval) | rejected | superseded
+    status: str  # champion | challenger (awaiting approval) | rejected | superseded | duplicate
     version: str
     run_id: str
     previous_champion: str | None
@@ -178,6 +179,7 @@ def evaluate_candidate(
 def _lineage(
     training_set: TrainingSet,
     validation: ValidationResult,
+    split: training.TimeSplit,
     model_parameters: training.ModelParameters,
     keys: features.TrainingSetKeys,
 ) -> lineage.Lineage:
@@ -198,6 +200,7 @@ def _lineage(
         seed=model_parameters.seed,
         parameters=asdict(model_parameters),
         entity_rows_digest=features.entity_rows_digest(training_set.frame, keys),
+        holdout_cutoff=split.cutoff.isoformat(),
     )
 
 
@@ -236,14 +239,14 @@ def log_run(
     model: Any,
     evaluation: Evaluation,
     validation: ValidationResult,
+    bundle: lineage.Lineage,
     model_parameters: training.ModelParameters,
     parameters: TrainingParameters,
     meter: lineage.ResourceMeter,
-) -> tuple[tracking.LoggedRun, lineage.Lineage]:
+) -> tracking.LoggedRun:
     """One MLflow run: parameters, metrics, plots, dataset, lineage, reference, model."""
     keys = features.keys_of(settings)
     columns = training.feature_columns(training_set.frame, keys)
-    bundle = _lineage(training_set, validation, model_parameters, keys)
     y_holdout = split.holdout[keys.label].to_numpy()
     record = tracking.RunRecord(
         run_name=f"train-{training_set.window_end:%Y%m%d}-{parameters.reason}",
@@ -284,7 +287,7 @@ def log_run(
         seed=model_parameters.seed,
         started_at_ms=meter.started_at_ms,
     )
-    return tracking.log_training_run(experiment_id, record), bundle
+    return tracking.log_training_run(experiment_id, record)
 
 
 @task(cache_policy=NO_CACHE)
@@ -398,8 +401,11 @@ def _ask_for_approval(
 def _registered_by_this_run(settings: Settings) -> str | None:
     from mlflow import MlflowClient
 
-    return registry.version_of_flow_run(
-        MlflowClient(settings.tracking_uri), settings.mlflow.model_name, _flow_run_key()
+    return registry.first_version_tagged(
+        MlflowClient(settings.tracking_uri),
+        settings.mlflow.model_name,
+        governance.FLOW_RUN,
+        _flow_run_key(),
     )
 
 
@@ -409,19 +415,25 @@ def _train_and_register(
     experiment_id: str,
     model_parameters: training.ModelParameters,
     meter: lineage.ResourceMeter,
-) -> str:
+) -> str | TrainingOutcome:
+    """The version registered; or, when a version was trained from this same request, the
+    outcome saying so, with nothing trained."""
     keys = features.keys_of(settings)
     training_set = build_training_set(settings, parameters)
     validation = validate_training_set(settings, training_set)
     split = training.split_by_time(
         training_set.frame, keys, parameters.holdout_days or settings.training.holdout_days
     )
+    bundle = _lineage(training_set, validation, split, model_parameters, keys)
+    duplicate = _trained_from(settings, bundle)
+    if duplicate is not None:
+        return duplicate
     model = fit_candidate(split, keys, model_parameters)
     evaluation = evaluate_candidate(settings, model, split, keys, model_parameters.seed)
     create_table_artifact(
         key="gate-results", table=evaluation.report.to_rows(), description="Evaluation gates"
     )
-    logged, bundle = log_run(
+    logged = log_run(
         settings,
         experiment_id,
         training_set,
@@ -429,11 +441,34 @@ def _train_and_register(
         model,
         evaluation,
         validation,
+        bundle,
         model_parameters,
         parameters,
         meter,
     )
     return register_candidate(settings, logged, bundle, evaluation)
+
+
+def _trained_from(settings: Settings, bundle: lineage.Lineage) -> TrainingOutcome | None:
+    """The outcome `duplicate` if a version was trained from this request: the same model
+    again would only add a version and a history entry (training twice changes nothing)."""
+    from mlflow import MlflowClient
+
+    client, name = MlflowClient(settings.tracking_uri), settings.mlflow.model_name
+    version = registry.first_version_tagged(
+        client, name, governance.REQUEST_KEY, bundle.request_key()
+    )
+    if version is None:
+        return None
+    registered = client.get_model_version(name, version)
+    status = registered.tags.get("status", "not settled")
+    summary = (
+        f"nothing trained: v{version} ({status}) was trained from this same request (data, "
+        "features, suite, code, lock, parameters, seed). Train again with another --seed or "
+        "window to get another model."
+    )
+    current = registry.champion_version(client, name)
+    return TrainingOutcome(DUPLICATE, version, str(registered.run_id), current, summary)
 
 
 @flow(name="train-churn-model", log_prints=True)
@@ -457,12 +492,12 @@ def train_churn_model(parameters: TrainingParameters | None = None) -> Any:
         threads=settings.training.threads,
     )
 
-    version = _registered_by_this_run(settings)
-    if version is None:
-        version = _train_and_register(settings, parameters, experiment_id, model_parameters, meter)
+    found: str | TrainingOutcome | None = _registered_by_this_run(settings)
+    if found is None:
+        found = _train_and_register(settings, parameters, experiment_id, model_parameters, meter)
     else:  # a retry of a run that registered before it stopped: finish, never register twice
-        get_run_logger().info("This flow run already registered v%s; settling it", version)
-    outcome = settle_candidate(settings, version)
+        get_run_logger().info("This flow run already registered v%s; settling it", found)
+    outcome = found if isinstance(found, TrainingOutcome) else settle_candidate(settings, found)
     message = f"v{outcome.version} {outcome.status}: {outcome.gate_summary}"
     print(message)
     if outcome.status in UNCHANGED:

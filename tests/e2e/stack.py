@@ -170,6 +170,13 @@ class Stack:
                 process.wait()
 
 
+def files_in_home(environment: dict[str, str]) -> list[str]:
+    """What the stack's processes wrote to their HOME: nothing, if all state is in the
+    workspace."""
+    home = Path(environment["HOME"])
+    return sorted(str(path.relative_to(home)) for path in home.rglob("*"))
+
+
 def unmeasured(environment: dict[str, str]) -> dict[str, str]:
     """The environment without coverage's start-up variable: a server that runs no library
     code (Prefect's, MLflow's) is not traced, which would only slow it down."""
@@ -177,12 +184,16 @@ def unmeasured(environment: dict[str, str]) -> dict[str, str]:
 
 
 def base_environment(folder: Path, workspace: Path) -> dict[str, str]:
-    """The environment every process of the stack shares: its own homes, loopback only."""
+    """The environment every process of the stack shares: an empty HOME (`files_in_home`),
+    loopback only."""
     port = free_port()
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLOPS_"))}
     keep.pop("MLFLOW_TRACKING_URI", None)
+    (folder / "home").mkdir(exist_ok=True)
     return keep | {
-        "PREFECT_HOME": str(folder / "prefect-home"),
+        # An empty home: every process keeps its state in the workspace (checked at the end).
+        "HOME": str(folder / "home"),
+        "PREFECT_HOME": str(workspace / "prefect"),  # as the README has it for the worker
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_SERVER_API_HOST": "127.0.0.1",
         "PREFECT_SERVER_API_PORT": str(port),

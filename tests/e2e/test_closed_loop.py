@@ -21,7 +21,7 @@ import pytest
 from flows.service_contract import HEALTH
 from flows.simulate import Scenario, SimulationSpec, simulate
 from flows.workspace import Workspace
-from tests.e2e.stack import BIN, Stack, base_environment, wait_until
+from tests.e2e.stack import BIN, Stack, base_environment, files_in_home, wait_until
 from tests.services import ProductionResources, require_services
 
 # The whole loop, stack start included, on a shared two-core machine: more than the default.
@@ -77,6 +77,7 @@ def stack(
         if resources is not None:
             stack.run(str(BIN / "mlops"), "stack", "down")
             resources.remove()
+    assert files_in_home(environment) == []
 
 
 def _deployment_id(stack: Stack, flow: str, name: str) -> str:
@@ -256,3 +257,34 @@ def test_manual_approval_suspends_the_run_and_the_cli_resumes_it(stack: Stack) -
         lambda: stack.events("mlops.model.promoted", started), 60, "the promotion event"
     )
     assert promoted["payload"]["version"] == version
+
+
+def _deployed(stack: Stack) -> dict[str, Any]:
+    """What deploying writes: each deployment's definition and the automations of its
+    triggers (without the ids and times a write gives them)."""
+    volatile = {"id", "created", "updated", "last_polled", "status", "deployment_id"}
+
+    def kept(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: kept(v) for k, v in value.items() if k not in volatile}
+        if isinstance(value, list):
+            return [kept(v) for v in value]
+        return value
+
+    deployments = stack.api("POST", "/deployments/filter", json={})
+    automations = stack.api("POST", "/automations/filter", json={})
+    return {
+        "deployments": sorted((kept(d) for d in deployments), key=lambda d: d["name"]),
+        "deployment_ids": sorted(d["id"] for d in deployments),
+        "automations": sorted((kept(a) for a in automations), key=lambda a: a["name"]),
+    }
+
+
+@pytest.mark.parametrize("stack", ["local"], indirect=True)
+def test_deploying_twice_leaves_the_deployments_of_one_deploy(stack: Stack) -> None:
+    """The twice-run check of `prefect deploy --all` (tests/integration/test_idempotency.py
+    has the other commands'; `mlops stack up` twice is in tests/integration/test_stack.py)."""
+    once = _deployed(stack)
+    assert len(once["automations"]) >= 3  # drift, promotion, approval triggers
+    stack.run(str(BIN / "prefect"), "--no-prompt", "deploy", "--all")
+    assert _deployed(stack) == once

@@ -187,9 +187,9 @@ def log_training_run(experiment_id: str, record: RunRecord) -> LoggedRun:
             run_id = run.info.run_id
             model_uri = _log_contents(record)
     except (MlflowException, OSError) as error:  # requests' errors are OSErrors
-        if not tracking_uri.startswith(("http://", "https://")) or _answers(tracking_uri):
-            raise
-        raise _server_down_mid_run(tracking_uri, run_id, error) from error
+        run = f"run {run_id}" if run_id else "a new run"
+        left = "No model version was registered; the run may stay unfinished on the server."
+        raise server_stopped(tracking_uri, error, f"logging {run}", left) from error
     return LoggedRun(run_id=run.info.run_id, model_uri=model_uri)
 
 
@@ -207,23 +207,20 @@ def _start_run(experiment_id: str, record: RunRecord) -> Any:
     return mlflow.start_run(run_id=created.info.run_id)
 
 
-def _answers(tracking_uri: str) -> bool:
+def server_stopped(tracking_uri: str, error: Exception, doing: str, left: str) -> Exception:
+    """`TrackingServerDownError` for an error raised while `doing` something if the configured
+    server no longer answers; else the error itself (the server answered: something else)."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return error
     try:
         _probe_server(tracking_uri, timeout=2.0)
     except TrackingServerDownError:
-        return False
-    return True
-
-
-def _server_down_mid_run(
-    tracking_uri: str, run_id: str | None, error: Exception
-) -> TrackingServerDownError:
-    run = f"run {run_id}" if run_id else "a new run"
-    return TrackingServerDownError(
-        f"MLflow tracking server {tracking_uri} stopped answering while logging {run} "
-        f"({type(error).__name__}: {str(error)[:160]}...). No model version was registered; the "
-        f"run may stay unfinished on the server. {START_SERVER_HINT} Then train again."
-    )
+        return TrackingServerDownError(
+            f"MLflow tracking server {tracking_uri} stopped answering while {doing} "
+            f"({type(error).__name__}: {str(error)[:160]}...). {left} {START_SERVER_HINT} "
+            "Then train again."
+        )
+    return error
 
 
 def _log_contents(record: RunRecord) -> str:

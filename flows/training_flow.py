@@ -453,11 +453,17 @@ def _trained_from(settings: Settings, bundle: lineage.Lineage) -> TrainingOutcom
     """The outcome `duplicate` if a version was trained from this request: the same model
     again would only add a version and a history entry (training twice changes nothing)."""
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     client, name = MlflowClient(settings.tracking_uri), settings.mlflow.model_name
-    version = registry.first_version_tagged(
-        client, name, governance.REQUEST_KEY, bundle.request_key()
-    )
+    try:
+        version = registry.first_version_tagged(
+            client, name, governance.REQUEST_KEY, bundle.request_key()
+        )
+    except (MlflowException, OSError) as error:
+        doing = "looking for a version trained from this request"
+        left = "Nothing was trained or registered."
+        raise tracking.server_stopped(settings.tracking_uri, error, doing, left) from error
     if version is None:
         return None
     registered = client.get_model_version(name, version)

@@ -62,7 +62,10 @@ class Stack:
         self.start("worker", [str(BIN / "prefect"), "worker", "start", "--pool", "mlops-process"])
 
     def healthy(self) -> bool:
-        """Whether the Prefect API answers its health check."""
+        """Whether the Prefect API answers its health check; an AssertionError with its log if
+        the server this stack started has exited (waiting longer would not help)."""
+        if "server" in self.processes:
+            self.check_alive("server")
         try:
             return httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200
         except httpx.HTTPError:
@@ -190,6 +193,7 @@ def base_environment(folder: Path, workspace: Path) -> dict[str, str]:
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLOPS_"))}
     keep.pop("MLFLOW_TRACKING_URI", None)
     (folder / "home").mkdir(exist_ok=True)
+    (workspace / "prefect").mkdir(parents=True, exist_ok=True)  # Prefect makes no parents
     return keep | {
         # An empty home: every process keeps its state in the workspace (checked at the end).
         "HOME": str(folder / "home"),

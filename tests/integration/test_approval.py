@@ -3,6 +3,7 @@ resumed with approve, with reject, or not at all; only an approval moves `champi
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -45,10 +46,14 @@ def manual(monkeypatch: pytest.MonkeyPatch, approval_home: Path) -> Settings:
     return use_workspace(monkeypatch, approval_home)
 
 
+_SEEDS = itertools.count(1)
+
+
 def _challenger(settings: Settings) -> TrainingOutcome:
-    """Train under the manual policy: the version passes its gates and waits."""
+    """Train under the manual policy: the version passes its gates and waits. Each one from
+    another seed: the same request again trains nothing."""
     champion = champion_of(settings)
-    outcome = train_churn_model(TrainingParameters(reason="test-manual"))
+    outcome = train_churn_model(TrainingParameters(reason="test-manual", seed=next(_SEEDS)))
     assert outcome.status == "challenger", outcome.gate_summary
     assert champion_of(settings) == champion
     return outcome

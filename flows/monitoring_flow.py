@@ -91,6 +91,7 @@ class MonitoringOutcome:
     predictions: DriftResult | None = None
     segments: Mapping[str, DriftResult] = field(default_factory=dict)  # informative only
     unseen_categories: Mapping[str, float] = field(default_factory=dict)  # share per feature
+    missing_features: Mapping[str, float] = field(default_factory=dict)  # share per feature
 
 
 @task(cache_policy=NO_CACHE)
@@ -314,18 +315,25 @@ def _served_records(
 
 
 @task(cache_policy=NO_CACHE)
-def count_unseen_categories(
+def count_input_problems(
     settings: Settings, champion: ChampionReference, window: CurrentWindow
-) -> dict[str, float]:
+) -> tuple[dict[str, float], dict[str, float]]:
     """Per feature, the share of the champion's served predictions in the window made on a
-    category it never saw in training (its encoder scores them as if absent)."""
-    shares = scoring.unseen_shares(_served_records(settings, champion, window))
-    if shares:
-        get_run_logger().warning(
-            "Served on categories unseen in training: %s",
-            ", ".join(f"{name} {share:.1%}" for name, share in shares.items()),
-        )
-    return shares
+    category it never saw in training (its encoder scores them as if absent), and the share
+    of the ids it was asked to score that were refused for that feature missing online."""
+    records = _served_records(settings, champion, window)
+    scored = [record for record in records if record.get(SCORE_COLUMN) is not None]
+    unseen = scoring.feature_shares(scored, "unseen_categories")
+    missing = scoring.feature_shares(records, "missing_features")
+    for what, shares in (
+        ("Served on categories unseen in training", unseen),
+        ("Refused for features missing online", missing),
+    ):
+        if shares:
+            get_run_logger().warning(
+                "%s: %s", what, ", ".join(f"{name} {share:.1%}" for name, share in shares.items())
+            )
+    return unseen, missing
 
 
 @task(cache_policy=NO_CACHE)
@@ -336,7 +344,11 @@ def check_prediction_drift(
 
     Informative only: served scores can move for reasons a retrain does not fix (serving skew).
     """
-    served = [float(record[SCORE_COLUMN]) for record in _served_records(settings, champion, window)]
+    served = [
+        float(record[SCORE_COLUMN])
+        for record in _served_records(settings, champion, window)
+        if record.get(SCORE_COLUMN) is not None  # an id refused for missing features
+    ]
     if len(served) < settings.monitoring.min_rows:
         get_run_logger().info(
             "%d logged prediction(s) of v%s in the window: fewer than %d, no prediction check",
@@ -387,6 +399,8 @@ def log_monitoring_run(
         metrics["prediction_drift_score"] = outcome.predictions.scores[SCORE_COLUMN].score
     for column, share in outcome.unseen_categories.items():
         metrics[f"unseen_category_share_{column}"] = share
+    for column, share in outcome.missing_features.items():
+        metrics[f"missing_feature_share_{column}"] = share
     for segment, result in outcome.segments.items():
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", segment)
         metrics[f"segment_{name}_drift_share"] = result.drift_share or 0.0
@@ -454,6 +468,7 @@ def _payload(outcome: MonitoringOutcome, report: str | None) -> dict[str, Any]:
         "performance": outcome.performance.to_payload() if outcome.performance else None,
         "predictions": outcome.predictions.to_payload() if outcome.predictions else None,
         "unseen_categories": dict(outcome.unseen_categories),
+        "missing_features": dict(outcome.missing_features),
         "segments": {
             segment: {
                 "status": result.status,
@@ -524,7 +539,7 @@ def monitor_drift(parameters: MonitoringParameters | None = None) -> Any:
     segments = check_segments(settings, champion, window)
     performance = check_performance(settings, champion, window)
     predictions = check_prediction_drift(settings, champion, window)
-    unseen = count_unseen_categories(settings, champion, window)
+    unseen, missing = count_input_problems(settings, champion, window)
     # Segments are reported, not decided on: the verdict is the whole window's.
     drifted = found.drifted or (performance is not None and performance.decayed)
     outcome = replace(
@@ -535,6 +550,7 @@ def monitor_drift(parameters: MonitoringParameters | None = None) -> Any:
         predictions=predictions,
         segments=segments,
         unseen_categories=unseen,
+        missing_features=missing,
     )
     run_id = log_monitoring_run(settings, experiment_id, champion, outcome)
     outcome = replace(outcome, run_id=run_id)

@@ -146,24 +146,62 @@ def prediction_records(
     scored_at: datetime,
 ) -> list[dict[str, Any]]:
     """One log record per scored row, with the exact features the model saw."""
-    stamp = scored_at.isoformat()
     feature_rows = frame[list(model.feature_names)].to_dict(orient="records")
     return [
         {
-            "scored_at": stamp,
-            "customer_id": int(entity),
-            "model_name": model.name,
-            "model_version": model.version,
-            "feature_service": feature_service,
+            **_record_head(entity, model, feature_service, scored_at),
             "churn_probability": float(score),
             "features": {name: _json_value(value) for name, value in features.items()},
             # Scored as if absent (the encoder ignores them): counted so monitoring can say.
             "unseen_categories": unseen_categories(features, model.categories),
+            "missing_features": [],
         }
         for entity, score, features in zip(
             frame[entity_key].tolist(), scores.tolist(), feature_rows, strict=True
         )
     ]
+
+
+def refusal_records(
+    online: pd.DataFrame,
+    model: ServedModel,
+    feature_service: str,
+    entity_key: str,
+    scored_at: datetime,
+) -> list[dict[str, Any]]:
+    """One log record per row refused for features missing at scoring time (a null from the
+    source or a value never stored): no score, the missing features named, so monitoring can
+    count them as it counts unseen categories."""
+    names = list(model.feature_names)
+    missing = online[names].isna()
+    refused = missing.any(axis=1) & ~missing.all(axis=1)  # all missing: an unknown id
+    return [
+        {
+            **_record_head(entity, model, feature_service, scored_at),
+            "churn_probability": None,
+            "features": {name: _json_value(value) for name, value in row.items()},
+            "unseen_categories": [],
+            "missing_features": [name for name in names if missing.at[index, name]],
+        }
+        for index, entity, row in zip(
+            online.index[refused],
+            online.loc[refused, entity_key].tolist(),
+            online.loc[refused, names].to_dict(orient="records"),
+            strict=True,
+        )
+    ]
+
+
+def _record_head(
+    entity: Any, model: ServedModel, feature_service: str, scored_at: datetime
+) -> dict[str, Any]:
+    return {
+        "scored_at": scored_at.isoformat(),
+        "customer_id": int(entity),
+        "model_name": model.name,
+        "model_version": model.version,
+        "feature_service": feature_service,
+    }
 
 
 def unseen_categories(
@@ -177,13 +215,14 @@ def unseen_categories(
     )
 
 
-def unseen_shares(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """Per feature, the share of logged predictions made on a category unseen in training."""
+def feature_shares(records: Sequence[Mapping[str, Any]], field: str) -> dict[str, float]:
+    """Per feature, the share of records that name it under `field` (`unseen_categories`,
+    `missing_features`)."""
     if not records:
         return {}
     counts: dict[str, int] = {}
     for record in records:
-        for name in record.get("unseen_categories", []):
+        for name in record.get(field, []):
             counts[name] = counts.get(name, 0) + 1
     return {name: count / len(records) for name, count in sorted(counts.items())}
 

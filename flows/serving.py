@@ -81,14 +81,21 @@ class ScoringService:
         self.watcher = threading.Thread(target=self._watch, name="champion-watcher", daemon=True)
 
     def predict(self, customer_ids: list[int]) -> PredictResponse:
-        """Score ids with their online features; every prediction is logged."""
+        """Score ids with their online features; every prediction is logged, and every id
+        refused for missing features."""
         served = self.served  # one reference for the whole request: a reload cannot split it
         key = self.settings.features.entity_key
         response = self.store.get_online_features(
             features=self.feature_service, entity_rows=[{key: i} for i in customer_ids]
         )
         stored = features.stored_values(response, self.stored_features)
-        frame = scoring.model_input(response.to_df(), key, served.feature_names, stored)
+        online = response.to_df()
+        try:
+            frame = scoring.model_input(online, key, served.feature_names, stored)
+        except scoring.IncompleteFeaturesError:
+            name, now = self.feature_service.name, datetime.now(UTC)
+            self.log.append(scoring.refusal_records(online, served, name, key, now))
+            raise
         # One OpenMP thread (multithreaded predict is ~20x slower for a few rows). The limit is
         # the calling thread's own, so concurrent requests do not undo each other's; and a
         # controller made once skips the library scan threadpool_limits does on every call.

@@ -20,7 +20,7 @@ import pytest
 from flows import features, registry
 from flows.redeploy import sample_customers
 from flows.redeploy_flow import RedeployFailedError, RedeployParameters, redeploy
-from flows.service_contract import HEALTH, PREDICT, RELOAD, reload_token
+from flows.service_contract import HEALTH, PREDICT, RELOAD, PredictionLog, reload_token
 from flows.service_runner import running_service
 from flows.settings import Settings
 from flows.simulate import SimulationSpec
@@ -202,6 +202,7 @@ def test_missing_online_rows_are_a_clear_404_never_a_5xx(
     assert damage_online_rows("customer_profile", [gone]) > 0
     assert damage_online_rows("customer_activity", [gone, partial]) > 0
     assert damage_online_rows("customer_activity", [null], null_feature="sessions_7d") > 0
+    started = datetime.now(UTC)
     with running_service(settings) as url, httpx.Client(base_url=url, timeout=30) as http:
         answers = {
             customer: http.post(PREDICT, json={"customer_ids": [customer]})
@@ -227,6 +228,19 @@ def test_missing_online_rows_are_a_clear_404_never_a_5xx(
     assert "not in the online store" not in detail
     assert both.status_code == 404
     assert str(intact) not in both.json()["detail"]
+    # Each refused id is logged without a score, naming what was missing; monitoring counts them.
+    logged = PredictionLog(Workspace(settings.home_resolved).predictions).read(
+        started, datetime.now(UTC)
+    )
+    refused = [
+        (r["customer_id"], set(r["missing_features"]))
+        for r in logged
+        if r["churn_probability"] is None
+    ]
+    assert sorted(customer for customer, _ in refused) == [partial, partial, null]
+    assert all("sessions_7d" in missing and "plan" not in missing for _, missing in refused)
+    assert dict(refused)[null] == {"sessions_7d", "minutes_per_session"}
+    assert [r["customer_id"] for r in logged if r["churn_probability"] is not None] == [intact]
 
 
 def test_redeploy_detects_missing_online_rows_and_rolls_back(

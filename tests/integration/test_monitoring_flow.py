@@ -106,9 +106,27 @@ def _write_prediction_log(settings: Settings, version: str, scores: np.ndarray) 
                 "churn_probability": float(score),
                 "features": {},
                 "unseen_categories": ["plan"] if row % 4 == 0 else [],
+                "missing_features": [],
             }
         )
         for row, score in enumerate(scores)
+    ]
+    # As many ids refused for a feature missing online: no score, counted apart.
+    lines += [
+        json.dumps(
+            {
+                "scored_at": scored_at.isoformat(),
+                "customer_id": 5000 + row,
+                "model_name": settings.mlflow.model_name,
+                "model_version": version,
+                "feature_service": settings.features.feature_service,
+                "churn_probability": None,
+                "features": {"sessions_7d": None},
+                "unseen_categories": [],
+                "missing_features": ["sessions_7d"],
+            }
+        )
+        for row in range(len(scores))
     ]
     (folder / f"predictions-{scored_at:%Y-%m-%d}.jsonl").write_text("\n".join(lines) + "\n")
 
@@ -150,6 +168,8 @@ def test_covariate_drift_is_detected_logged_and_emitted(
     assert payload["predictions"]["status"] == "drift"
     assert outcome.unseen_categories == {"plan": 0.25}  # one logged prediction in four
     assert payload["unseen_categories"] == {"plan": 0.25}
+    assert outcome.missing_features == {"sessions_7d": 0.5}  # half the ids asked for
+    assert payload["missing_features"] == {"sessions_7d": 0.5}
     assert payload["report"] == f"{outcome.run_id}/drift/report.html"
     assert "columns drifted" in payload["reason"]
     # The retraining flow accepts what the monitor sends.
@@ -165,6 +185,8 @@ def test_covariate_drift_is_detected_logged_and_emitted(
         assert run.data.metrics[f"drift_score_{column}"] == pytest.approx(result.score)
     assert run.data.metrics["drift_share"] == pytest.approx(outcome.drift_share)
     assert run.data.metrics["drift_detected"] == 1.0
+    assert run.data.metrics["unseen_category_share_plan"] == 0.25
+    assert run.data.metrics["missing_feature_share_sessions_7d"] == 0.5
     artifacts = {artifact.path for artifact in client.list_artifacts(run.info.run_id, "drift")}
     assert artifacts == {"drift/report.html", "drift/summary.json"}
     # One drift check per plan, reported (not decided on): activity drifted in every plan.

@@ -48,6 +48,7 @@ RECORD_KEYS = {
     "churn_probability",
     "features",
     "unseen_categories",
+    "missing_features",
 }
 
 
@@ -360,4 +361,5 @@ def test_prediction_records_hold_json_values() -> None:
         "churn_probability": 0.25,
         "features": {"plan": None, "region": "south", "sessions_7d": 4, "minutes_7d": None},
         "unseen_categories": ["region"],
+        "missing_features": [],
     }

@@ -199,7 +199,7 @@ def test_train_metrics_use_every_row_or_a_seeded_sample() -> None:
 
 
 def test_known_categories_are_what_each_encoder_saw_in_training(model: Pipeline) -> None:
-    from flows.scoring import unseen_categories, unseen_shares
+    from flows.scoring import feature_shares, unseen_categories
 
     known = known_categories(model)
     assert known == {
@@ -209,5 +209,6 @@ def test_known_categories_are_what_each_encoder_saw_in_training(model: Pipeline)
     row = {"plan": "enterprise", "region": "south", "sessions_7d": 99}
     assert unseen_categories(row, known) == ["plan"]
     records = [{"unseen_categories": ["plan"]}, {"unseen_categories": []}]
-    assert unseen_shares(records) == {"plan": 0.5}
-    assert unseen_shares([]) == {}
+    assert feature_shares(records, "unseen_categories") == {"plan": 0.5}
+    assert feature_shares(records, "missing_features") == {}
+    assert feature_shares([], "unseen_categories") == {}

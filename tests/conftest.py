@@ -22,38 +22,15 @@ os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = str(_SESSION_FOLDER / "hypothesis")
 Path(os.environ["PREFECT_HOME"]).mkdir(parents=True)
 
 
-# `make test` runs on two xdist workers. Every module is one work unit (its module-scoped
-# servers start once), and the e2e module one per profile (each profile's tests share its
-# stack). The slowest units go first: longest first is what keeps both workers busy to the end
-# (`--durations` measures them).
-E2E = "tests/e2e/test_closed_loop.py"
+# `make test` runs on two xdist workers. Every module is one work unit (`--dist=loadfile`: its
+# module-scoped servers start once). The slowest units go first: longest first is what keeps
+# both workers busy to the end (`--durations` measures them).
 SLOWEST_FIRST = [
-    f"{E2E}[production]",
-    f"{E2E}[local]",
+    "tests/e2e/test_closed_loop.py",
     "tests/faults/test_service_restart.py",
     "tests/faults/test_worker_killed.py",
     "tests/integration/test_promotion_safety.py",
 ]
-
-
-def work_unit(nodeid: str) -> str:
-    """The tests that run one after another on one worker: a module, or one e2e profile."""
-    module = nodeid.partition("::")[0]
-    if module == E2E:
-        return f"{E2E}[local]" if nodeid.endswith("[local]") else f"{E2E}[production]"
-    return module
-
-
-def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """xdist's scope scheduling with our work units. (Its `loadgroup` mode does not group
-    under pytest 9.2, which ignores the test-id suffix that xdist writes.)"""
-    from xdist.scheduler import LoadScopeScheduling
-
-    class WorkUnits(LoadScopeScheduling):  # type: ignore[misc]
-        def _split_scope(self, nodeid: str) -> str:
-            return work_unit(nodeid)
-
-    return WorkUnits(config, log)
 
 
 @pytest.hookimpl(trylast=True)
@@ -62,8 +39,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     the order pytest-randomly chose holds within each unit)."""
 
     def rank(item: pytest.Item) -> int:
-        unit = work_unit(item.nodeid)
-        return SLOWEST_FIRST.index(unit) if unit in SLOWEST_FIRST else len(SLOWEST_FIRST)
+        module = item.nodeid.partition("::")[0]
+        return SLOWEST_FIRST.index(module) if module in SLOWEST_FIRST else len(SLOWEST_FIRST)
 
     items.sort(key=rank)
 

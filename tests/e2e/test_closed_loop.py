@@ -1,9 +1,14 @@
-"""The closed loop on a real `prefect server`, `prefect deploy --all`, a worker and real events.
+"""The closed loop on a real production stack, `prefect deploy --all`, a worker and real events.
 
-Baseline champion served -> concept drift -> monitoring emits `mlops.drift.detected` ->
-the trigger starts exactly one retraining run -> promotion -> `mlops.model.promoted` -> the
-redeploy run reloads the service -> the service serves the new version; a forced smoke failure
-rolls back.
+Baseline trained under the manual policy -> the approval run suspends -> `mlops approve` ->
+champion served -> concept drift -> monitoring emits `mlops.drift.detected` -> the trigger starts
+exactly one retraining run -> promotion -> `mlops.model.promoted` -> the redeploy run reloads the
+service -> the service serves the new version; a forced smoke failure rolls back.
+
+On the production profile only: it is the one with every part a team deploys (MLflow with basic
+auth and Prefect on PostgreSQL, Feast SQL registry, Redis). The same flows on embedded defaults
+run through a worker in tests/faults/test_worker_killed.py, and in one process in
+tests/integration/test_demo_loop.py.
 """
 
 from __future__ import annotations
@@ -35,22 +40,15 @@ DRIFT_START = datetime.combine(
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
-@pytest.fixture(scope="module", params=["local", "production"])
-def stack(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    """Server, pool, deployments and worker; a workspace with concept drift in the last month.
-
-    `local`: a bare `prefect server` and embedded stores. `production`: `mlops stack up` (MLflow
-    with basic auth and Prefect on PostgreSQL), Feast SQL registry and Redis, on private
-    databases, Feast project and ports.
-    """
-    profile = str(request.param)
-    folder = tmp_path_factory.mktemp(f"e2e-{profile}")
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """`mlops stack up` (MLflow with basic auth and Prefect on PostgreSQL), Feast SQL registry
+    and Redis, on private databases, Feast project and ports; deployments and a worker; a
+    workspace with concept drift in the last month."""
+    folder = tmp_path_factory.mktemp("e2e")
     workspace = folder / "workspace"
-    resources = ProductionResources.create(workspace) if profile == "production" else None
-    if resources is not None:
-        require_services(resources.settings())
+    resources = ProductionResources.create(workspace)
+    require_services(resources.settings())
     spec = SimulationSpec(
         customers=1500,
         days=DAYS,
@@ -59,24 +57,17 @@ def stack(
         drift_start_day=DRIFT_DAY,
     )
     simulate(spec).write(Workspace(workspace).ensure().data)
-    environment = base_environment(folder, workspace)
-    if resources is not None:
-        environment |= resources.environment() | {
-            "PREFECT_API_URL": f"http://127.0.0.1:{resources.prefect_port}/api"
-        }
+    environment = base_environment(folder, workspace) | resources.environment()
+    environment["PREFECT_API_URL"] = f"http://127.0.0.1:{resources.prefect_port}/api"
     stack = Stack(folder, environment)
     try:
-        if resources is None:
-            stack.start_prefect_server()
-        else:
-            stack.run(str(BIN / "mlops"), "stack", "up")
+        stack.run(str(BIN / "mlops"), "stack", "up")
         stack.deploy_and_start_worker()
         yield stack
     finally:
         stack.stop()
-        if resources is not None:
-            stack.run(str(BIN / "mlops"), "stack", "down")
-            resources.remove()
+        stack.run(str(BIN / "mlops"), "stack", "down")
+        resources.remove()
     assert files_in_home(environment) == []
 
 
@@ -85,13 +76,16 @@ def _deployment_id(stack: Stack, flow: str, name: str) -> str:
 
 
 def _run_deployment(
-    stack: Stack, flow: str, name: str, parameters: dict[str, Any]
+    stack: Stack,
+    flow: str,
+    name: str,
+    parameters: dict[str, Any],
+    job_variables: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Create a run of a deployment (what the UI's 'Quick run' does) and wait for its end."""
     deployment = _deployment_id(stack, flow, name)
-    run = stack.api(
-        "POST", f"/deployments/{deployment}/create_flow_run", json={"parameters": parameters}
-    )
+    body = {"parameters": parameters, "job_variables": job_variables or {}}
+    run = stack.api("POST", f"/deployments/{deployment}/create_flow_run", json=body)
     return _wait_for_run(stack, str(run["id"]))
 
 
@@ -128,9 +122,36 @@ def _served_version(url: str) -> str | None:
         return None
 
 
+def _approve_on_request(stack: Stack, started: datetime) -> str:
+    """The approval run the request started suspends (its process exits); `mlops approve`
+    resumes it and it promotes. The version approved."""
+    (requested, *_) = wait_until(
+        lambda: stack.events("mlops.model.approval_requested", started), 60, "approval request"
+    )
+    version = str(requested["payload"]["version"])
+
+    def suspended() -> dict[str, Any] | None:
+        runs = _runs_of(stack, "approve-churn-model", "on-request")
+        mine = [r for r in runs if r["parameters"]["version"] == version]
+        return mine[0] if mine and mine[0]["state"]["name"] == "Suspended" else None
+
+    waiting = wait_until(suspended, 120, f"the approval run of v{version} to suspend")
+    stack.run(str(BIN / "mlops"), "approve", version, "--reason", "e2e review", "--approver", "e2e")
+    finished = _wait_for_run(stack, waiting["id"])
+    assert finished["state"]["type"] == "COMPLETED", stack.log("worker")
+    history = stack.run(
+        str(BIN / "mlops"), "history", "--version", version, extra={"COLUMNS": "250"}
+    )
+    for action in ("approval_requested", "approved", "promoted"):
+        assert action in history
+    return version
+
+
 def test_the_closed_loop(stack: Stack) -> None:
     figures: dict[str, float] = {}
-    # A cron deployment, run on demand: the baseline champion, trained before the drift.
+    started = datetime.now(UTC)
+    # A cron deployment, run on demand: the baseline, trained before the drift, under the
+    # manual policy set per run through the work pool's job variables.
     baseline = _run_deployment(
         stack,
         "train-churn-model",
@@ -141,8 +162,14 @@ def test_the_closed_loop(stack: Stack) -> None:
                 "reason": "e2e-baseline",
             }
         },
+        job_variables={"env": {"MLOPS_PROMOTION_POLICY": "manual"}},
     )
     assert baseline["state"]["type"] == "COMPLETED", stack.log("worker")
+    assert _approve_on_request(stack, started) == "1"
+    (promoted, *_) = wait_until(
+        lambda: stack.events("mlops.model.promoted", started), 60, "the promotion event"
+    )
+    assert promoted["payload"]["version"] == "1"
     materialized = _run_deployment(stack, "materialize-features", "hourly", {})
     assert materialized["state"]["type"] == "COMPLETED", stack.log("worker")
 
@@ -221,44 +248,6 @@ def test_the_closed_loop(stack: Stack) -> None:
     Path(stack.folder / "figures.txt").write_text(str(figures))
 
 
-# On the profile whose default policy is manual; the local profile's pause and `mlops approve`
-# are covered in tests/integration/test_approval.py.
-@pytest.mark.parametrize("stack", ["production"], indirect=True)
-def test_manual_approval_suspends_the_run_and_the_cli_resumes_it(stack: Stack) -> None:
-    """Policy manual, set per run through the work pool's job variables: the approval run
-    starts on the event, suspends (its process exits), and `mlops approve` resumes it."""
-    started = datetime.now(UTC)
-    deployment = _deployment_id(stack, "train-churn-model", "weekly")
-    manual = {"env": {"MLOPS_PROMOTION_POLICY": "manual"}}
-    body = {"parameters": {"parameters": {"reason": "e2e-manual"}}, "job_variables": manual}
-    run = stack.api("POST", f"/deployments/{deployment}/create_flow_run", json=body)
-    trained = _wait_for_run(stack, str(run["id"]))
-    assert trained["state"]["type"] == "COMPLETED", stack.log("worker")
-    (requested, *_) = wait_until(
-        lambda: stack.events("mlops.model.approval_requested", started), 60, "approval request"
-    )
-    version = requested["payload"]["version"]
-
-    def suspended() -> dict[str, Any] | None:
-        runs = _runs_of(stack, "approve-churn-model", "on-request")
-        mine = [r for r in runs if r["parameters"]["version"] == version]
-        return mine[0] if mine and mine[0]["state"]["name"] == "Suspended" else None
-
-    waiting = wait_until(suspended, 120, f"the approval run of v{version} to suspend")
-    stack.run(str(BIN / "mlops"), "approve", version, "--reason", "e2e review", "--approver", "e2e")
-    finished = _wait_for_run(stack, waiting["id"])
-    assert finished["state"]["type"] == "COMPLETED", stack.log("worker")
-    history = stack.run(
-        str(BIN / "mlops"), "history", "--version", version, extra={"COLUMNS": "250"}
-    )
-    for action in ("approval_requested", "approved", "promoted"):
-        assert action in history
-    (promoted, *_) = wait_until(
-        lambda: stack.events("mlops.model.promoted", started), 60, "the promotion event"
-    )
-    assert promoted["payload"]["version"] == version
-
-
 def _deployed(stack: Stack) -> dict[str, Any]:
     """What deploying writes: each deployment's definition and the automations of its
     triggers (without the ids and times a write gives them)."""
@@ -274,13 +263,15 @@ def _deployed(stack: Stack) -> dict[str, Any]:
     deployments = stack.api("POST", "/deployments/filter", json={})
     automations = stack.api("POST", "/automations/filter", json={})
     return {
-        "deployments": sorted((kept(d) for d in deployments), key=lambda d: d["name"]),
+        # Names repeat across flows (`daily`): a flow and its deployment name are the key.
+        "deployments": sorted(
+            (kept(d) for d in deployments), key=lambda d: (d["flow_id"], d["name"])
+        ),
         "deployment_ids": sorted(d["id"] for d in deployments),
         "automations": sorted((kept(a) for a in automations), key=lambda a: a["name"]),
     }
 
 
-@pytest.mark.parametrize("stack", ["local"], indirect=True)
 def test_deploying_twice_leaves_the_deployments_of_one_deploy(stack: Stack) -> None:
     """The twice-run check of `prefect deploy --all` (tests/integration/test_idempotency.py
     has the other commands'; `mlops stack up` twice is in tests/integration/test_stack.py)."""

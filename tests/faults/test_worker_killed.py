@@ -23,7 +23,7 @@ from flows import history
 from flows.settings import Settings
 from flows.simulate import simulate
 from flows.workspace import Workspace
-from tests.e2e.stack import Stack, base_environment, wait_until
+from tests.e2e.stack import Stack, base_environment, files_in_home, wait_until
 from tests.support import END_OF_DATA, SMALL
 
 pytestmark = pytest.mark.faults
@@ -36,13 +36,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     folder = tmp_path_factory.mktemp("killed")
     workspace = folder / "workspace"
     simulate(SMALL).write(Workspace(workspace).ensure().data)
-    stack = Stack(folder, base_environment(folder, workspace))
+    environment = base_environment(folder, workspace)
+    stack = Stack(folder, environment)
     try:
         stack.start_prefect_server()
         stack.deploy_and_start_worker()
         yield stack
     finally:
         stack.stop()
+    # The local profile keeps all its state in the workspace too.
+    assert files_in_home(environment) == []
 
 
 def _client(stack: Stack) -> Any:

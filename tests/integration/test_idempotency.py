@@ -4,8 +4,9 @@ second run refuses with a clear message and changes nothing.
 Here: `features apply`, `features materialize`, `train` (same request), `approve`, `reject`,
 `rollback` (to the previous champion, and to a named version), each through the `mlops` CLI on
 one workspace. Deploying `prefect.yaml` and `mlops stack up` need servers: their twice-run
-checks are in tests/e2e/test_closed_loop.py (both profiles deploy twice; the production stack
-is brought up twice).
+checks are `test_deploying_twice_leaves_the_deployments_of_one_deploy` in
+tests/e2e/test_closed_loop.py and `test_up_status_down` in tests/integration/test_stack.py (the
+second `up` keeps the same processes).
 """
 
 from __future__ import annotations

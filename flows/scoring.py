@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -218,13 +219,8 @@ def unseen_categories(
 def feature_shares(records: Sequence[Mapping[str, Any]], field: str) -> dict[str, float]:
     """Per feature, the share of records that name it under `field` (`unseen_categories`,
     `missing_features`)."""
-    if not records:
-        return {}
-    counts: dict[str, int] = {}
-    for record in records:
-        for name in record.get(field, []):
-            counts[name] = counts.get(name, 0) + 1
-    return {name: count / len(records) for name, count in sorted(counts.items())}
+    counts = Counter(name for record in records for name in record.get(field, []))
+    return {name: counts[name] / len(records) for name in sorted(counts)}
 
 
 def _json_value(value: Any) -> Any:

@@ -189,7 +189,10 @@ def log_training_run(experiment_id: str, record: RunRecord) -> LoggedRun:
     except (MlflowException, OSError) as error:  # requests' errors are OSErrors
         run = f"run {run_id}" if run_id else "a new run"
         left = "No model version was registered; the run may stay unfinished on the server."
-        raise server_stopped(tracking_uri, error, f"logging {run}", left) from error
+        down = server_stopped(tracking_uri, error, f"logging {run}", left)
+        if down is None:
+            raise
+        raise down from error
     return LoggedRun(run_id=run.info.run_id, model_uri=model_uri)
 
 
@@ -207,11 +210,13 @@ def _start_run(experiment_id: str, record: RunRecord) -> Any:
     return mlflow.start_run(run_id=created.info.run_id)
 
 
-def server_stopped(tracking_uri: str, error: Exception, doing: str, left: str) -> Exception:
-    """`TrackingServerDownError` for an error raised while `doing` something if the configured
-    server no longer answers; else the error itself (the server answered: something else)."""
+def server_stopped(
+    tracking_uri: str, error: Exception, doing: str, left: str
+) -> TrackingServerDownError | None:
+    """The error to raise for `error`, raised while `doing` something, if the configured
+    server no longer answers; None if it answers (something else failed)."""
     if not tracking_uri.startswith(("http://", "https://")):
-        return error
+        return None
     try:
         _probe_server(tracking_uri, timeout=2.0)
     except TrackingServerDownError:
@@ -220,7 +225,7 @@ def server_stopped(tracking_uri: str, error: Exception, doing: str, left: str) -
             f"({type(error).__name__}: {str(error)[:160]}...). {left} {START_SERVER_HINT} "
             "Then train again."
         )
-    return error
+    return None
 
 
 def _log_contents(record: RunRecord) -> str:

@@ -463,7 +463,10 @@ def _trained_from(settings: Settings, bundle: lineage.Lineage) -> TrainingOutcom
     except (MlflowException, OSError) as error:
         doing = "looking for a version trained from this request"
         left = "Nothing was trained or registered."
-        raise tracking.server_stopped(settings.tracking_uri, error, doing, left) from error
+        down = tracking.server_stopped(settings.tracking_uri, error, doing, left)
+        if down is None:
+            raise
+        raise down from error
     if version is None:
         return None
     registered = client.get_model_version(name, version)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import socket
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +86,34 @@ def test_probing_a_closed_port_names_the_server_and_how_to_start_it() -> None:
         tracking._probe_server(uri, timeout=2.0)
     assert f"MLflow tracking server {uri} is not reachable" in str(raised.value)
     assert "mlflow server --backend-store-uri" in str(raised.value)
+
+
+def test_an_error_is_blamed_on_the_server_only_when_it_stopped_answering() -> None:
+    class Healthy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    error = OSError("connection reset")
+    doing, left = "looking for a version", "Nothing was trained or registered."
+    assert tracking.server_stopped("sqlite:///mlflow.db", error, doing, left) is None
+    server = http.server.HTTPServer(("127.0.0.1", 0), Healthy)
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert tracking.server_stopped(uri, error, doing, left) is None  # it answers
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    down = tracking.server_stopped(uri, error, doing, left)  # nothing listens there now
+    assert down is not None
+    assert str(down).startswith(f"MLflow tracking server {uri} stopped answering while {doing}")
+    assert "(OSError: connection reset...). Nothing was trained or registered." in str(down)
 
 
 @pytest.mark.parametrize(

@@ -310,12 +310,16 @@ def server(
     settings = load_settings()
     host = host or settings.prefect.server_host
     port = port or settings.prefect.server_port
-    environment = os.environ | {
-        "PREFECT_SERVER_API_HOST": host,
-        "PREFECT_SERVER_API_PORT": str(port),
-        "PREFECT_UI_API_URL": f"http://{host}:{port}/api",
-    }
-    environment.pop("PREFECT_API_URL", None)
+    from flows.stack import server_environment
+
+    environment = server_environment(
+        "PREFECT_",
+        {
+            "PREFECT_SERVER_API_HOST": host,
+            "PREFECT_SERVER_API_PORT": str(port),
+            "PREFECT_UI_API_URL": f"http://{host}:{port}/api",
+        },
+    )
     console.print(
         f"Prefect UI on http://{host}:{port}; `mlops train` and `mlops demo` now use it.\n"
         f"Elsewhere: export PREFECT_API_URL=http://{host}:{port}/api"

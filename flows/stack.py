@@ -39,6 +39,19 @@ WELL_KNOWN_PASSWORDS = frozenset(
     {"password1234", "password", "admin", "adminadmin1234", "changeme", "mlflow", "123456789012"}
 )
 MIN_PASSWORD_LENGTH = 12  # MLflow's own rule for its users
+# What a server inherits from the environment that starts it: the system's basics and the
+# settings of its own library, never a client's credentials, another server's secrets (the
+# Prefect server never sees the MLflow admin password) or how the caller's Python was started.
+SYSTEM_VARIABLES = frozenset(
+    {"PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME"}
+    | {"SSL_CERT_FILE", "SSL_CERT_DIR"}
+)
+CLIENT_VARIABLES = (
+    "PREFECT_API_URL",
+    "PREFECT_API_KEY",
+    "PREFECT_API_AUTH_STRING",
+    "MLFLOW_TRACKING_",  # its URI, user name, password and token
+)
 
 
 class StackError(MlopsError):
@@ -62,6 +75,7 @@ class Launch:
 
     name: str
     argv: list[str]
+    library: str  # the prefix of its settings' variables (server_environment)
     environment: dict[str, str]
     url: str
     health_url: str
@@ -155,6 +169,7 @@ def launches(settings: Settings) -> list[Launch]:
             "--app-name",
             "basic-auth",
         ],
+        library="MLFLOW_",
         environment={
             # In the environment, not on the command line: `ps` shows argv to every user.
             "MLFLOW_BACKEND_STORE_URI": settings.postgres.url("mlflow", "psycopg"),
@@ -180,6 +195,7 @@ def launches(settings: Settings) -> list[Launch]:
             "--port",
             str(settings.prefect.server_port),
         ],
+        library="PREFECT_",
         environment={
             "PREFECT_API_DATABASE_CONNECTION_URL": settings.postgres.url("prefect", "asyncpg"),
             "PREFECT_SERVER_API_HOST": settings.prefect.server_host,
@@ -256,12 +272,23 @@ def up(settings: Settings, say: Callable[[str], None] = lambda _: None) -> list[
     return status(settings)
 
 
+def server_environment(library: str, own: dict[str, str]) -> dict[str, str]:
+    """The whole environment of a server of `library` ("PREFECT_", "MLFLOW_"): what it
+    inherits (SYSTEM_VARIABLES, its library's settings but the client's), then its own."""
+    inherited = {
+        name: value
+        for name, value in os.environ.items()
+        if name in SYSTEM_VARIABLES
+        or (name.startswith(library) and not name.startswith(CLIENT_VARIABLES))
+    }
+    return inherited | own
+
+
 def _start(folder: Path, launch: Launch) -> subprocess.Popen[bytes]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
     with (folder / f"{launch.name}.log").open("ab") as log:  # the child keeps its own copy
         process = subprocess.Popen(
             launch.argv,
-            env=environment | launch.environment,
+            env=server_environment(launch.library, launch.environment),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -355,8 +382,8 @@ def _status_targets(settings: Settings) -> list[Launch]:
     mlflow_url = f"http://{settings.mlflow.server_host}:{settings.mlflow.server_port}"
     prefect_url = f"http://{settings.prefect.server_host}:{settings.prefect.server_port}"
     return [
-        Launch(MLFLOW, [], {}, mlflow_url, f"{mlflow_url}/health"),
-        Launch(PREFECT, [], {}, prefect_url, f"{prefect_url}/api/health"),
+        Launch(MLFLOW, [], "MLFLOW_", {}, mlflow_url, f"{mlflow_url}/health"),
+        Launch(PREFECT, [], "PREFECT_", {}, prefect_url, f"{prefect_url}/api/health"),
     ]
 
 

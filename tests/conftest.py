@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -58,10 +60,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
-    """A temporary Prefect API for the whole session (it takes ~12 s to start here)."""
+    """A temporary Prefect API for the whole session (it takes ~12 s to start here). Its
+    server process runs no library code: started without coverage's start-up variable, it is
+    not traced, which would only slow it down."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=180):
+    with contextlib.ExitStack() as harness:
+        with mock.patch.dict(os.environ):  # the server's environment is copied at its start
+            os.environ.pop("COVERAGE_PROCESS_CONFIG", None)
+            harness.enter_context(prefect_test_harness(server_startup_timeout=180))
         yield
 
 

@@ -96,6 +96,35 @@ def test_servers_bind_loopback_and_keep_secrets_off_the_command_line(
     assert key.stat().st_mode & 0o777 == 0o600
 
 
+def test_each_server_inherits_only_the_basics_and_its_own_librarys_settings(
+    production: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Least privilege: no server sees the other's secrets, a client's credentials or how the
+    caller's Python was started (coverage's start-up variable, say)."""
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:1/api")
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "admin:" + SECRET)
+    monkeypatch.setenv("PREFECT_SERVER_API_KEEPALIVE_TIMEOUT", "9")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", SECRET)
+    monkeypatch.setenv("MLFLOW_GUNICORN_OPTS", "--timeout 9")
+    monkeypatch.setenv("COVERAGE_PROCESS_CONFIG", "{}")
+    launches = {launch.name: launch for launch in stack.launches(production)}
+    environments = {
+        name: stack.server_environment(launch.library, launch.environment)
+        for name, launch in launches.items()
+    }
+    for name, environment in environments.items():
+        assert environment["PATH"] == os.environ["PATH"]
+        assert environment.items() >= launches[name].environment.items()
+        inherited = set(environment) - set(launches[name].environment)
+        assert not any(SECRET in environment[variable] for variable in inherited), name
+        assert "COVERAGE_PROCESS_CONFIG" not in environment
+    assert environments["prefect"]["PREFECT_SERVER_API_KEEPALIVE_TIMEOUT"] == "9"
+    assert not {"PREFECT_API_URL", "PREFECT_API_AUTH_STRING"} & set(environments["prefect"])
+    assert environments["mlflow"]["MLFLOW_GUNICORN_OPTS"] == "--timeout 9"
+    assert not any(name.startswith(("MLOPS_", "MLFLOW_")) for name in environments["prefect"])
+    assert not any(name.startswith(("MLOPS_", "PREFECT_")) for name in environments["mlflow"])
+
+
 def test_task_runner_is_threads_by_default_and_dask_on_loopback_when_chosen() -> None:
     from prefect.task_runners import ThreadPoolTaskRunner
     from prefect_dask.task_runners import DaskTaskRunner

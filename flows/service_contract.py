@@ -46,6 +46,9 @@ class Health(BaseModel):
     model_name: str
     model_version: str | None
     feature_service: str
+    # Why the version `champion` points at is not served (an alias moved around governance, a
+    # model that cannot load), while that lasts; None when it is served.
+    alert: str | None = None
 
 
 class ReloadResponse(BaseModel):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Annotated, Any, cast
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from threadpoolctl import ThreadpoolController
 
 from flows import features, registry, scoring, training
@@ -39,7 +40,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 EXAMPLE_BODY = '{"customer_ids": [1001, 1002]}'
 # Why a champion cannot be swapped in; the service keeps the model it has and says why.
-CANNOT_SERVE = (registry.NoChampionError, scoring.IncompatibleModelError, scoring.ModelLoadError)
+CANNOT_SERVE = (
+    registry.NoChampionError,  # and UngovernedChampionError: an alias moved around governance
+    registry.UntrustedModelError,
+    scoring.IncompatibleModelError,
+    scoring.ModelLoadError,
+)
 
 
 class EmptyTokenError(Exception):
@@ -77,6 +83,7 @@ class ScoringService:
         folder.mkdir(parents=True, exist_ok=True)
         self.log = PredictionLog(folder)
         self._reload_lock = threading.Lock()
+        self.alert: str | None = None  # why `champion` is not what is served, while it lasts
         self._stop = threading.Event()
         self.watcher = threading.Thread(target=self._watch, name="champion-watcher", daemon=True)
 
@@ -117,14 +124,24 @@ class ScoringService:
 
     def reload(self) -> ReloadResponse:
         """Load the version `champion` points at now and swap it in whole."""
-        with self._reload_lock:
+        with self._reload_lock, self._alerting():
             return self._swap_to(champion_to_serve(self.settings, self.client))
 
     def reload_if_moved(self) -> ReloadResponse | None:
         """Reload only when `champion` points at another version than the one served."""
-        with self._reload_lock:
+        with self._reload_lock, self._alerting():
             version = champion_to_serve(self.settings, self.client)
             return None if version == self.served.version else self._swap_to(version)
+
+    @contextmanager
+    def _alerting(self) -> Iterator[None]:
+        """Keep why the champion cannot be served (health shows it) until one is again."""
+        try:
+            yield
+        except CANNOT_SERVE as error:
+            self.alert = f"{error} Still serving v{self.served.version}."
+            raise
+        self.alert = None
 
     def _swap_to(self, version: str) -> ReloadResponse:
         previous = self.served
@@ -140,8 +157,10 @@ class ScoringService:
         while not self._stop.wait(self.settings.serving.alias_poll_seconds):
             try:
                 self.reload_if_moved()
-            except CANNOT_SERVE as error:
-                logger.warning("%s Still serving v%s.", error, self.served.version)
+            except registry.UngovernedChampionError:
+                logger.error("%s", self.alert)  # every poll, while the alias stays moved
+            except CANNOT_SERVE:
+                logger.warning("%s", self.alert)
             except Exception:
                 logger.exception(
                     "Checking the champion failed; still serving v%s", self.served.version
@@ -151,6 +170,8 @@ class ScoringService:
         name, uri = self.settings.mlflow.model_name, self.settings.tracking_uri
         try:
             model = registry.load_version(uri, name, version)
+        except registry.UntrustedModelError:
+            raise
         except Exception as error:  # skops/zip/OS/MLflow errors alike: the version cannot serve
             raise scoring.ModelLoadError(name, version, uri, error) from error
         served = ServedModel(
@@ -170,6 +191,49 @@ def champion_to_serve(settings: Settings, client: MlflowClient | None = None) ->
 
     client = client or MlflowClient(settings.tracking_uri)
     return registry.require_champion(client, settings.mlflow.model_name, settings.tracking_uri)
+
+
+class BodyTooLargeError(HTTPException):
+    """A request body past the service's limit (`serving.max_body_bytes`)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            f"The request body is larger than {limit} bytes (MLOPS_SERVING__MAX_BODY_BYTES): "
+            "send fewer ids per request.",
+        )
+
+
+class BodyLimit:
+    """ASGI middleware: a body longer than `limit` is refused with 413 before the app parses it,
+    whether its Content-Length says so or its chunks add up to it."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > self.limit:
+            response = JSONResponse(
+                {"detail": BodyTooLargeError(self.limit).detail},
+                status_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            )
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise BodyTooLargeError(self.limit)  # answered by FastAPI's HTTPException handler
+            return message
+
+        await self.app(scope, limited, send)
 
 
 def _scoring(request: Request) -> ScoringService:
@@ -193,6 +257,7 @@ def create_app(settings: Settings) -> FastAPI:
             service.stop_watching()
 
     app = FastAPI(title="churn scoring", lifespan=lifespan)
+    app.add_middleware(BodyLimit, limit=settings.serving.max_body_bytes)
     limit = settings.serving.max_batch_size
 
     @app.get(HEALTH)
@@ -203,6 +268,7 @@ def create_app(settings: Settings) -> FastAPI:
             model_name=served.name,
             model_version=served.version,
             feature_service=service.feature_service.name,
+            alert=service.alert,
         )
 
     @app.post(PREDICT)
@@ -242,9 +308,8 @@ def create_app(settings: Settings) -> FastAPI:
             )
         try:
             return service.reload()
-        except CANNOT_SERVE as error:
-            detail = f"{error} Still serving v{service.served.version}."
-            raise HTTPException(HTTPStatus.CONFLICT, detail) from None
+        except CANNOT_SERVE:
+            raise HTTPException(HTTPStatus.CONFLICT, service.alert) from None
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:

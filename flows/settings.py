@@ -193,6 +193,11 @@ class ServingSettings(Group):
         "and written to `serving/reload-token` (mode 0600) in the workspace.",
     )
     max_batch_size: int = Field(default=100, ge=1, description="Most entity ids in one request.")
+    max_body_bytes: int = Field(
+        default=65536,
+        ge=1024,
+        description="Largest request body the service reads (413 above, before parsing it).",
+    )
     alias_poll_seconds: float = Field(
         default=10.0, gt=0, description="How often the service checks whether `champion` moved."
     )

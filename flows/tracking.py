@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from flows.errors import MlopsError
-from flows.training import SKOPS_TRUSTED_TYPES
+from flows.lineage import file_digest
+from flows.registry import MODEL_FILE, SKOPS_TRUSTED_TYPES
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -132,6 +133,7 @@ class LoggedRun:
 
     run_id: str
     model_uri: str
+    model_sha256: str  # of the model file as the store holds it (registry.MODEL_DIGEST)
 
 
 def sampled_schema(frame: pd.DataFrame) -> Any | None:
@@ -186,6 +188,7 @@ def log_training_run(experiment_id: str, record: RunRecord) -> LoggedRun:
         with _start_run(experiment_id, record) as run:
             run_id = run.info.run_id
             model_uri = _log_contents(record)
+            digest = _stored_model_digest(model_uri)
     except (MlflowException, OSError) as error:  # requests' errors are OSErrors
         run = f"run {run_id}" if run_id else "a new run"
         left = "No model version was registered; the run may stay unfinished on the server."
@@ -193,7 +196,18 @@ def log_training_run(experiment_id: str, record: RunRecord) -> LoggedRun:
         if down is None:
             raise
         raise down from error
-    return LoggedRun(run_id=run.info.run_id, model_uri=model_uri)
+    return LoggedRun(run_id=run.info.run_id, model_uri=model_uri, model_sha256=digest)
+
+
+def _stored_model_digest(model_uri: str) -> str:
+    """The sha256 of the model file read back from the store: what loading will verify."""
+    import tempfile
+
+    import mlflow.artifacts
+
+    with tempfile.TemporaryDirectory(prefix="mlops-model-") as folder:
+        path = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder)
+        return file_digest(Path(path) / MODEL_FILE)
 
 
 def _start_run(experiment_id: str, record: RunRecord) -> Any:

@@ -15,10 +15,6 @@ from flows.features import TrainingSetKeys
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
-# Types a skops-saved model of this pipeline holds beyond those skops trusts by default.
-# Loading refuses anything else, so a tampered artifact cannot run code (a test keeps this true).
-SKOPS_TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
-
 
 class TrainingDataError(MlopsError):
     """The training set cannot be split or fitted as asked."""

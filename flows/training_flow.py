@@ -311,6 +311,7 @@ def register_candidate(
             governance.FLOW_RUN: _flow_run_key(),
             governance.REQUEST_KEY: bundle.request_key(),
             governance.EVALUATED_AGAINST: evaluation.champion_version or "none",
+            registry.MODEL_DIGEST: logged.model_sha256,
         },
     )
     return str(registered.version)

@@ -63,6 +63,11 @@ class Workspace:
             self.serving,
         )
         try:
+            # Private to its owner: it holds secrets (tokens, keys), models and predictions. A
+            # team shares the production stack's servers, not a workspace folder.
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if self.root.stat().st_mode & 0o077:
+                self.root.chmod(0o700)
             for folder in folders:
                 folder.mkdir(parents=True, exist_ok=True)
             probe = self.root / f".write-probe-{uuid.uuid4().hex}"

@@ -145,3 +145,15 @@ def train_two_champions(patch: pytest.MonkeyPatch, home: Path) -> tuple[Any, Any
     )
     second = train_churn_model(TrainingParameters(reason="test-second"))
     return first, second
+
+
+def promote_for_set_up(client: Any, name: str, version: str, reason: str = "test set-up") -> None:
+    """Move `champion` as governance does, with its audit entry, without the gates' checks:
+    a test's set-up (a champion the history did not make champion is never used)."""
+    from flows import history, registry
+
+    previous = registry.promote(client, name, version, "test-set-up", reason)
+    entry = history.Entry(
+        history.Action.PROMOTED, version, "test-set-up", reason, previous, version
+    )
+    history.append(client, name, entry)

@@ -26,7 +26,13 @@ from flows.service_client import ServiceClient
 from flows.service_contract import reload_token
 from flows.service_runner import running_service
 from flows.settings import Settings
-from tests.support import snapshot, train_two_champions, use_workspace, wait_for_event
+from tests.support import (
+    promote_for_set_up,
+    snapshot,
+    train_two_champions,
+    use_workspace,
+    wait_for_event,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
 
@@ -52,7 +58,7 @@ def deployed(monkeypatch: pytest.MonkeyPatch, redeploy_home: Path) -> Settings:
     settings = use_workspace(monkeypatch, redeploy_home)
     client = MlflowClient(settings.tracking_uri)
     if registry.champion_version(client, settings.mlflow.model_name) != V2:
-        registry.promote(client, settings.mlflow.model_name, V2, "test-reset", "test set-up")
+        promote_for_set_up(client, settings.mlflow.model_name, V2)
     return settings
 
 

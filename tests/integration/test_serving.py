@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from pydantic import SecretStr
 
-from flows import features, registry, scoring, training
+from flows import features, history, registry, scoring, training
 from flows.registry import NoChampionError
 from flows.service_contract import (
     HEALTH,
@@ -34,7 +34,7 @@ from flows.service_runner import ServiceStartError, running_service
 from flows.serving import EmptyTokenError, ScoringService
 from flows.settings import Settings
 from flows.workspace import Workspace
-from tests.support import END_OF_DATA, snapshot, use_workspace
+from tests.support import END_OF_DATA, promote_for_set_up, snapshot, use_workspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
 
@@ -179,6 +179,22 @@ def test_bad_requests_get_a_clear_4xx(
     assert says in detail
 
 
+def test_a_body_past_the_limit_is_refused_before_it_is_read(http: httpx.Client) -> None:
+    """Three times the limit, declared by Content-Length or sent in chunks without one: 413
+    either way, and the service goes on answering. (Small enough for the socket buffers: the
+    client writes it all before it reads the answer.)"""
+    body = b'{"customer_ids": [' + b"1001, " * 32_000 + b"1001]}"
+    headers = {"content-type": "application/json"}
+    declared = http.post(PREDICT, content=body, headers=headers)
+    pieces = [body[i : i + 16_384] for i in range(0, len(body), 16_384)]
+    chunked = http.post(PREDICT, content=iter(pieces), headers=headers)
+    assert "content-length" not in chunked.request.headers
+    for response in (declared, chunked):
+        assert response.status_code == 413, response.text
+        assert "larger than 65536 bytes" in response.json()["detail"]
+    assert http.post(PREDICT, json={"customer_ids": [1001]}).status_code == 200
+
+
 def test_unknown_ids_are_named_and_known_ones_not(http: httpx.Client) -> None:
     detail = http.post(PREDICT, json={"customer_ids": [1000, 99999999]}).json()["detail"]
     assert "99999999" in detail
@@ -289,7 +305,7 @@ def test_online_scores_equal_offline_scores_of_the_same_customers(
     np.testing.assert_allclose([online[i] for i in ids], offline, rtol=0, atol=1e-9)
 
 
-def test_the_watcher_serves_the_version_champion_moves_to(
+def test_the_watcher_serves_the_version_governance_moves_champion_to(
     http: httpx.Client, settings: Settings
 ) -> None:
     from mlflow import MlflowClient
@@ -298,12 +314,51 @@ def test_the_watcher_serves_the_version_champion_moves_to(
     original = _champion(settings)
     versions = {str(v.version) for v in client.search_model_versions("name='churn'")}
     other = min(versions - {original})
-    client.set_registered_model_alias("churn", registry.CHAMPION, other)
+    promote_for_set_up(client, "churn", other)
     try:
         _wait_for_version(http, other, timeout=10.0)  # polls every 0.2 s, loads in about 1 s
     finally:
-        client.set_registered_model_alias("churn", registry.CHAMPION, original)
+        promote_for_set_up(client, "churn", original)
         _wait_for_version(http, original, timeout=10.0)
+
+
+def test_an_alias_moved_around_governance_is_not_served_and_is_reported(
+    http: httpx.Client, settings: Settings
+) -> None:
+    """What a user with EDIT on the registered model can do: move `champion` by hand. The
+    service keeps the governed champion, says why in its health and refuses a reload."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(settings.tracking_uri)
+    original = _champion(settings)
+    versions = {str(v.version) for v in client.search_model_versions("name='churn'")}
+    other = min(versions - {original})
+    entries = len(history.read(client, "churn"))
+    client.set_registered_model_alias("churn", registry.CHAMPION, other)
+    try:
+        deadline = time.monotonic() + 10
+        while (health := http.get(HEALTH).json())["alert"] is None:
+            assert time.monotonic() < deadline, "no alert in health within 10 s"
+            time.sleep(0.05)
+        assert health["model_version"] == original
+        assert (
+            f"points at v{other}, but the audit history's last champion move made "
+            in (health["alert"])
+        )
+        assert health["alert"].endswith(f"Still serving v{original}.")
+        authorization = {"Authorization": f"Bearer {reload_token(settings)}"}
+        reloaded = http.post(RELOAD, headers=authorization)
+        assert reloaded.status_code == 409, reloaded.text
+        assert "moved outside governance" in reloaded.json()["detail"]
+        scored = http.post(PREDICT, json={"customer_ids": [1001]})
+        assert scored.json()["model_version"] == original
+    finally:
+        client.set_registered_model_alias("churn", registry.CHAMPION, original)
+    deadline = time.monotonic() + 10
+    while http.get(HEALTH).json()["alert"] is not None:
+        assert time.monotonic() < deadline, "the alert outlived the alias's return"
+        time.sleep(0.05)
+    assert len(history.read(client, "churn")) == entries  # nothing was recorded for it
 
 
 def _wait_for_version(http: httpx.Client, version: str, timeout: float) -> None:

@@ -9,6 +9,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from flows import registry
+from flows.lineage import file_digest
 from flows.settings import Settings
 from flows.training_flow import TrainingOutcome, TrainingParameters, train_churn_model
 from tests.support import snapshot
@@ -110,6 +112,9 @@ def test_model_is_skops_with_pinned_requirements_signature_and_example(trained: 
         )
     )
     info = Model.load(folder)
+    # The digest loading verifies: that of the file the store holds.
+    recorded = client.get_model_version(name, version).tags[registry.MODEL_DIGEST]
+    assert recorded == file_digest(folder / registry.MODEL_FILE)
     assert info.signature is not None
     assert info.saved_input_example_info is not None
     assert info.flavors["sklearn"]["serialization_format"] == "skops"

@@ -143,6 +143,17 @@ def test_ensure_creates_every_folder(tmp_path: Path) -> None:
     assert [p.name for p in workspace.root.iterdir() if p.name.startswith(".")] == []
 
 
+def test_the_workspace_is_private_to_its_owner(tmp_path: Path) -> None:
+    """It holds tokens, keys, models and predictions: no group or other access, also when the
+    folder existed with them."""
+    (tmp_path / "workspace").mkdir(mode=0o755)
+    (tmp_path / "workspace").chmod(0o755)
+    workspace = Workspace(tmp_path / "workspace").ensure()
+    assert workspace.root.stat().st_mode & 0o777 == 0o700
+    fresh = Workspace(tmp_path / "new" / "workspace").ensure()
+    assert fresh.root.stat().st_mode & 0o777 == 0o700
+
+
 def test_ensure_is_idempotent(tmp_path: Path) -> None:
     workspace = Workspace(tmp_path / "workspace").ensure()
     (workspace.data / "labels.parquet").write_bytes(b"kept")

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 import skops.io
+from sklearn.dummy import DummyClassifier
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
 
 from flows.features import TrainingSetKeys
+from flows.registry import SKOPS_TRUSTED_TYPES, UntrustedModelError, load_model_file
 from flows.training import (
-    SKOPS_TRUSTED_TYPES,
     ModelParameters,
     TrainingDataError,
     feature_columns,
@@ -157,12 +162,31 @@ def test_declared_skops_trusted_types_match_the_saved_model(model: Pipeline) -> 
 
 
 def test_saved_model_loads_with_the_declared_types_and_scores_the_same(
-    model: Pipeline, frame: pd.DataFrame
+    model: Pipeline, frame: pd.DataFrame, tmp_path: Path
 ) -> None:
-    loaded = skops.io.loads(skops.io.dumps(model), trusted=SKOPS_TRUSTED_TYPES)
+    skops.io.dump(model, tmp_path / "model.skops")
+    loaded = load_model_file(tmp_path / "model.skops", "the model")
     np.testing.assert_array_equal(
         predict_scores(loaded, frame, FEATURES), predict_scores(model, frame, FEATURES)
     )
+
+
+def test_a_model_holding_an_untrusted_type_is_refused_before_anything_of_it_loads(
+    model: Pipeline, tmp_path: Path
+) -> None:
+    """A pipeline whose first step would call `os.system` on its input: skops names the type
+    `posix.system`, which an attacker's MLmodel could list as trusted. The list in code does
+    not, so the file is refused."""
+    bent = Pipeline([("run", FunctionTransformer(os.system)), ("model", model)])
+    skops.io.dump(bent, tmp_path / "model.skops")
+    with pytest.raises(UntrustedModelError, match=r"outside the trusted list: posix\.system"):
+        load_model_file(tmp_path / "model.skops", "Model churn v9")
+
+
+def test_a_model_that_is_not_a_pipeline_is_refused(tmp_path: Path) -> None:
+    skops.io.dump(DummyClassifier().fit([[0], [1]], [0, 1]), tmp_path / "model.skops")
+    with pytest.raises(UntrustedModelError, match="is a DummyClassifier, not a scikit-learn"):
+        load_model_file(tmp_path / "model.skops", "Model churn v9")
 
 
 def test_fitting_twice_with_the_same_seed_gives_identical_scores(frame: pd.DataFrame) -> None:

@@ -255,6 +255,13 @@ class PrefectSettings(Group):
     )
     server_host: str = Field(default="127.0.0.1", description="Host `mlops server` binds.")
     server_port: int = Field(default=4200, description="Port `mlops server` binds.")
+    auth_string: SecretStr | None = Field(
+        default=None,
+        description="`user:password` that the production Prefect server asks of every API call "
+        "(basic auth; `mlops stack up` refuses to start without one whose password has 12 "
+        "characters or more). The CLI and flows send it as PREFECT_API_AUTH_STRING; give workers "
+        "and `prefect deploy` PREFECT_API_AUTH_STRING too.",
+    )
     ephemeral_startup_timeout_seconds: int = Field(
         default=120, description="Time a temporary server may take to start on a slow machine."
     )
@@ -469,13 +476,16 @@ class Settings(BaseSettings):
         } | (self._production_environment() if self.is_production else {})
 
     def _production_environment(self) -> dict[str, str]:
-        """What features/production/feature_store.yaml expands, and the MLflow login."""
+        """What features/production/feature_store.yaml expands, and the MLflow and Prefect
+        logins."""
         login = {}
         if self.mlflow.admin_password is not None:
             login = {
                 "MLFLOW_TRACKING_USERNAME": self.mlflow.admin_username,
                 "MLFLOW_TRACKING_PASSWORD": self.mlflow.admin_password.get_secret_value(),
             }
+        if self.prefect.auth_string is not None:
+            login["PREFECT_API_AUTH_STRING"] = self.prefect.auth_string.get_secret_value()
         return login | {
             "FEAST_PROJECT_NAME": self.features.project,
             "FEAST_SQL_REGISTRY_URL": self.postgres.url("feast", "psycopg"),

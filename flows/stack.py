@@ -102,6 +102,26 @@ def check_admin_password(settings: Settings) -> str:
     return password
 
 
+def check_prefect_auth(settings: Settings) -> str:
+    """The Prefect server's `user:password`, or an error when it is missing or its password
+    short or well known: without it, anyone who reaches the API could approve a version or
+    run a command on a worker."""
+    secret = settings.prefect.auth_string
+    user, _, password = (secret.get_secret_value() if secret else "").partition(":")
+    if not user or not password:
+        raise StackError(
+            "No Prefect API login: set MLOPS_PREFECT__AUTH_STRING to `user:password` (a "
+            f"password of {MIN_PASSWORD_LENGTH} characters or more) before `mlops stack up`; "
+            "the CLI and flows send it, and workers need it as PREFECT_API_AUTH_STRING."
+        )
+    if len(password) < MIN_PASSWORD_LENGTH or password.lower() in WELL_KNOWN_PASSWORDS:
+        raise StackError(
+            "The password of MLOPS_PREFECT__AUTH_STRING is too short or a well-known default: "
+            f"choose one of {MIN_PASSWORD_LENGTH} characters or more, e.g. `openssl rand -hex 16`."
+        )
+    return f"{user}:{password}"
+
+
 def ensure_databases(settings: Settings) -> list[str]:
     """Create the stack's PostgreSQL databases that are missing; return the created ones."""
     import psycopg
@@ -203,6 +223,11 @@ def launches(settings: Settings) -> list[Launch]:
             "PREFECT_UI_API_URL": f"{prefect_url}/api",
             "PREFECT_HOME": str(workspace.prefect),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            # Every API call authenticated; state-changing calls also need a CSRF token (the
+            # Prefect client fetches one); browsers only from the UI's own origin.
+            "PREFECT_SERVER_API_AUTH_STRING": check_prefect_auth(settings),
+            "PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED": "true",
+            "PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS": prefect_url,
         },
         url=prefect_url,
         health_url=f"{prefect_url}/api/health",
@@ -238,6 +263,7 @@ def _write_auth_config(settings: Settings, path: Path) -> None:
 def up(settings: Settings, say: Callable[[str], None] = lambda _: None) -> list[ServiceStatus]:
     """Start the servers that are not running, wait until each is healthy; their statuses."""
     check_admin_password(settings)
+    check_prefect_auth(settings)
     for service in (_postgres_status(settings), _redis_status(settings)):
         if not service.healthy:
             raise StackError(f"{service.name} at {service.url} is not usable: {service.detail}")

@@ -43,6 +43,7 @@ class ProductionResources:
     mlflow_port: int
     prefect_port: int
     admin_password: str
+    prefect_auth: str  # user:password of the Prefect API
     postgres_port: int = 5432
     redis_port: int = 6379
 
@@ -60,6 +61,7 @@ class ProductionResources:
             mlflow_port=free_port(),
             prefect_port=free_port(),
             admin_password=secrets.token_hex(16),
+            prefect_auth=f"operator:{secrets.token_hex(16)}",
         )
 
     def environment(self) -> dict[str, str]:
@@ -74,6 +76,7 @@ class ProductionResources:
             "MLOPS_MLFLOW__SERVER_PORT": str(self.mlflow_port),
             "MLOPS_PREFECT__SERVER_PORT": str(self.prefect_port),
             "MLOPS_MLFLOW__ADMIN_PASSWORD": self.admin_password,
+            "MLOPS_PREFECT__AUTH_STRING": self.prefect_auth,
             "MLOPS_POSTGRES__PORT": str(self.postgres_port),
             "MLOPS_REDIS__PORT": str(self.redis_port),
         }
@@ -89,7 +92,7 @@ class ProductionResources:
                 "server_port": self.mlflow_port,
                 "admin_password": self.admin_password,
             },
-            prefect={"server_port": self.prefect_port},
+            prefect={"server_port": self.prefect_port, "auth_string": self.prefect_auth},
         )
 
     def remove(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import signal
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -47,6 +49,7 @@ class Stack:
     folder: Path
     environment: dict[str, str]
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _csrf: dict[str, str] | None = None  # a CSRF token of the API, fetched on first use
 
     @property
     def api_url(self) -> str:
@@ -72,10 +75,14 @@ class Stack:
             return False
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        """One call to the Prefect API; its JSON answer."""
+        """One call to the Prefect API, with the stack's login and, for a state-changing call,
+        a CSRF token when the server has both (the production profile); its JSON answer."""
+        headers = self._login_headers(method)
 
         def answer() -> httpx.Response | None:
-            response = httpx.request(method, f"{self.api_url}{path}", timeout=30, **kwargs)
+            response = httpx.request(
+                method, f"{self.api_url}{path}", timeout=30, headers=headers, **kwargs
+            )
             # A SQLite-backed server answers 503 while its database is locked (a loaded
             # machine); the request did not happen: ask again.
             return None if response.status_code == 503 else response
@@ -83,6 +90,25 @@ class Stack:
         response = wait_until(answer, 60, f"{method} {path} without 503", poll=1)
         response.raise_for_status()
         return response.json() if response.content else None
+
+    def _login_headers(self, method: str) -> dict[str, str]:
+        auth = self.environment.get("PREFECT_API_AUTH_STRING")
+        if auth is None:
+            return {}
+        headers = {"Authorization": f"Basic {base64.b64encode(auth.encode()).decode()}"}
+        if method == "GET":
+            return headers
+        if self._csrf is None:
+            client = str(uuid.uuid4())
+            response = httpx.get(
+                f"{self.api_url}/csrf-token", params={"client": client}, headers=headers
+            )
+            response.raise_for_status()
+            self._csrf = {
+                "Prefect-Csrf-Token": response.json()["token"],
+                "Prefect-Csrf-Client": client,
+            }
+        return headers | self._csrf
 
     def events(self, name: str, since: datetime | None = None) -> list[dict[str, Any]]:
         """Events of one name the server holds (the last 50), since a time if given."""

@@ -51,6 +51,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, services: PrivateServices) -
     )
     environment = base_environment(folder, workspace) | resources.environment()
     environment["PREFECT_API_URL"] = f"http://127.0.0.1:{resources.prefect_port}/api"
+    environment["PREFECT_API_AUTH_STRING"] = resources.prefect_auth  # worker, deploy, API calls
     stack = Stack(folder, environment)
     try:
         stack.run(str(BIN / "mlops"), "stack", "up")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
 
@@ -66,6 +69,14 @@ def test_up_status_down(resources: ProductionResources) -> None:
     )
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "well-known default" in refused.stderr
+    refused = _mlops(
+        ProductionResources(**{**resources.__dict__, "prefect_auth": "operator:short"}),
+        "stack",
+        "up",
+        timeout=120,
+    )
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "MLOPS_PREFECT__AUTH_STRING is too short" in refused.stderr
 
     started = _mlops(resources, "stack", "up")
     assert started.returncode == 0, started.stdout + started.stderr
@@ -86,6 +97,8 @@ def test_up_status_down(resources: ProductionResources) -> None:
         for connection in process.net_connections(kind="inet"):
             if connection.status == psutil.CONN_LISTEN:
                 assert connection.laddr.ip == "127.0.0.1", (process.cmdline(), connection)
+
+    _assert_the_prefect_api_needs_the_login_and_a_csrf_token(resources)
 
     again = _mlops(resources, "stack", "up")
     assert again.returncode == 0
@@ -113,3 +126,42 @@ def test_up_status_down(resources: ProductionResources) -> None:
     rows = {line.split()[0]: line.split()[1:] for line in after.stdout.splitlines()}
     assert rows["mlflow"][1:] == ["down"]
     assert rows["prefect"][1:] == ["down"]
+
+
+def _assert_the_prefect_api_needs_the_login_and_a_csrf_token(
+    resources: ProductionResources,
+) -> None:
+    """Without the login nothing is read or created (401); with it but without a CSRF token
+    nothing is created (403); a browser page of another origin gets no CORS grant. As the
+    legitimate user (login and token, as the Prefect client sends them) it works."""
+    api = f"http://127.0.0.1:{resources.prefect_port}/api"
+    login = {"Authorization": "Basic " + base64.b64encode(resources.prefect_auth.encode()).decode()}
+    wrong = {"Authorization": "Basic " + base64.b64encode(b"operator:guessed-password").decode()}
+    run = {"flow_id": str(uuid.uuid4()), "name": "forged", "state": {"type": "SCHEDULED"}}
+
+    def runs() -> int:
+        response = httpx.post(f"{api}/flow_runs/count", json={}, headers=login | _csrf(api, login))
+        assert response.status_code == 200, response.text
+        return int(response.json())
+
+    before = runs()
+    assert httpx.get(f"{api}/health").status_code == 200  # the only open path
+    for headers in ({}, wrong):
+        assert httpx.post(f"{api}/flow_runs/", json=run, headers=headers).status_code == 401
+        assert httpx.post(f"{api}/flow_runs/filter", json={}, headers=headers).status_code == 401
+    forged = httpx.post(f"{api}/flow_runs/", json=run, headers=login)
+    assert forged.status_code == 403, forged.text
+    assert "CSRF" in forged.text
+    assert runs() == before
+    preflight = httpx.options(
+        f"{api}/flow_runs/",
+        headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.headers.get("access-control-allow-origin") != "http://evil.example"
+
+
+def _csrf(api: str, login: dict[str, str]) -> dict[str, str]:
+    client = str(uuid.uuid4())
+    response = httpx.get(f"{api}/csrf-token", params={"client": client}, headers=login)
+    response.raise_for_status()
+    return {"Prefect-Csrf-Token": response.json()["token"], "Prefect-Csrf-Client": client}

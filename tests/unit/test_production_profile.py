@@ -26,6 +26,7 @@ def production(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
     monkeypatch.setenv("MLOPS_POSTGRES__PASSWORD", SECRET)
     monkeypatch.setenv("MLOPS_REDIS__PASSWORD", "redis-" + SECRET)
     monkeypatch.setenv("MLOPS_MLFLOW__ADMIN_PASSWORD", "mlflow-" + SECRET)
+    monkeypatch.setenv("MLOPS_PREFECT__AUTH_STRING", "operator:prefect-" + SECRET)
     return Settings()
 
 
@@ -58,6 +59,7 @@ def test_production_environment_feeds_the_feast_file_and_the_mlflow_login(
     assert environment["FEAST_FS_YAML_FILE_PATH"] == str(production.feature_store_yaml)
     assert environment["MLFLOW_TRACKING_USERNAME"] == "admin"
     assert environment["MLFLOW_TRACKING_PASSWORD"] == f"mlflow-{SECRET}"
+    assert environment["PREFECT_API_AUTH_STRING"] == f"operator:prefect-{SECRET}"
 
 
 def test_no_secret_in_dumps_or_repr(production: Settings) -> None:
@@ -73,6 +75,27 @@ def test_the_stack_refuses_a_missing_short_or_default_admin_password(
     settings = Settings(home=tmp_path, mlflow={"admin_password": secret})
     with pytest.raises(stack.StackError, match="MLOPS_MLFLOW__ADMIN_PASSWORD"):
         stack.check_admin_password(settings)
+
+
+@pytest.mark.parametrize(
+    "auth", [None, "", "operator", "operator:", ":long-enough-password", "op:short", "op:changeme"]
+)
+def test_the_stack_refuses_a_missing_short_or_default_prefect_login(
+    tmp_path: Path, auth: str | None
+) -> None:
+    secret = None if auth is None else SecretStr(auth)
+    settings = Settings(home=tmp_path, prefect={"auth_string": secret})
+    with pytest.raises(stack.StackError, match="MLOPS_PREFECT__AUTH_STRING"):
+        stack.check_prefect_auth(settings)
+
+
+def test_the_prefect_server_asks_every_call_for_the_login_and_a_csrf_token(
+    production: Settings,
+) -> None:
+    (prefect,) = (launch for launch in stack.launches(production) if launch.name == "prefect")
+    assert prefect.environment["PREFECT_SERVER_API_AUTH_STRING"] == f"operator:prefect-{SECRET}"
+    assert prefect.environment["PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED"] == "true"
+    assert prefect.environment["PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS"] == prefect.url
 
 
 def test_servers_bind_loopback_and_keep_secrets_off_the_command_line(

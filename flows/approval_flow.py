@@ -3,7 +3,9 @@
 Under a deployment the run suspends: it exits and frees its worker until someone submits the
 form in the Prefect UI or runs `mlops approve|reject`; Prefect then starts it again from the top
 and `suspend_flow_run` hands back the decision. A local run (no deployment) pauses in place.
-A run started with a decision applies it at once (that is what the CLI does when no run waits).
+The deployed flow takes no decision as a parameter: a decision reaches it only as the input of
+its paused or suspended run. `decide_churn_model`, never deployed, applies a decision the CLI
+was given where no run waits.
 """
 
 from __future__ import annotations
@@ -85,8 +87,19 @@ def _deployed() -> bool:
 
 
 @flow(name="approve-churn-model", log_prints=True)
-def approve_churn_model(version: str, decision: ApprovalForm | None = None) -> Any:
+def approve_churn_model(version: str) -> Any:
     """Wait for a person's decision on a challenger, then promote it or retire it."""
+    return _approval(version, None)
+
+
+@flow(name="decide-churn-model", log_prints=True)
+def decide_churn_model(version: str, decision: ApprovalForm) -> Any:
+    """Apply a decision on a challenger no approval run waits for (`mlops approve|reject` with
+    local runs). Not deployed: no API call can start it with a decision."""
+    return _approval(version, decision)
+
+
+def _approval(version: str, decision: ApprovalForm | None) -> Any:
     settings = Settings()
     settings.export_library_environment()  # a worker starts here, not at the CLI
     from mlflow import MlflowClient

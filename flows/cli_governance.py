@@ -66,9 +66,9 @@ def _decide(decision: str, version: str, reason: str, approver: str | None, wait
                 )
                 raise typer.Exit(EXIT_FAILED)
         else:
-            from flows.approval_flow import ApprovalForm, approve_churn_model
+            from flows.approval_flow import ApprovalForm, decide_churn_model
 
-            run_step("approval flow", lambda: approve_churn_model(version, ApprovalForm(**form)))
+            run_step("approval flow", lambda: decide_churn_model(version, ApprovalForm(**form)))
     _show(settings, version)
 
 

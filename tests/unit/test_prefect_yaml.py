@@ -109,6 +109,18 @@ def test_entrypoint_imports_and_parameters_match_the_flow(deployment: dict[str, 
         assert required <= set(parameters), (deployment["name"], required - set(parameters))
 
 
+def test_no_deployed_flow_takes_a_decision_as_a_parameter() -> None:
+    """A decision reaches the approval flow only as the input of its suspended run: a
+    parameter would let anyone who can start a run approve a version."""
+    for deployment in _deployments():
+        parameters = inspect.signature(_flow(deployment["entrypoint"]).fn).parameters
+        assert "decision" not in parameters, deployment["name"]
+    approval = [d for d in _deployments() if d["entrypoint"].endswith(":approve_churn_model")]
+    assert [list(inspect.signature(_flow(d["entrypoint"]).fn).parameters) for d in approval] == [
+        ["version"]
+    ]
+
+
 def test_pull_step_takes_the_project_directory_from_the_environment() -> None:
     (step,) = _document()["pull"]
     directory = step["prefect.deployments.steps.set_working_directory"]["directory"]

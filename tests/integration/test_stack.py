@@ -76,7 +76,7 @@ def test_up_status_down(resources: ProductionResources) -> None:
         timeout=120,
     )
     assert refused.returncode == 1, refused.stdout + refused.stderr
-    assert "MLOPS_PREFECT__AUTH_STRING is too short" in refused.stderr
+    assert "MLOPS_PREFECT__AUTH_STRING is too short" in " ".join(refused.stderr.split())
 
     started = _mlops(resources, "stack", "up")
     assert started.returncode == 0, started.stdout + started.stderr
@@ -131,9 +131,10 @@ def test_up_status_down(resources: ProductionResources) -> None:
 def _assert_the_prefect_api_needs_the_login_and_a_csrf_token(
     resources: ProductionResources,
 ) -> None:
-    """Without the login nothing is read or created (401); with it but without a CSRF token
-    nothing is created (403); a browser page of another origin gets no CORS grant. As the
-    legitimate user (login and token, as the Prefect client sends them) it works."""
+    """Without the login nothing is read or created (401, or 403 without a CSRF token); with it
+    but without a CSRF token nothing is created (403); a browser page of another origin gets no
+    CORS grant. As the legitimate user (login and token, as the Prefect client sends them) it
+    works."""
     api = f"http://127.0.0.1:{resources.prefect_port}/api"
     login = {"Authorization": "Basic " + base64.b64encode(resources.prefect_auth.encode()).decode()}
     wrong = {"Authorization": "Basic " + base64.b64encode(b"operator:guessed-password").decode()}
@@ -147,8 +148,12 @@ def _assert_the_prefect_api_needs_the_login_and_a_csrf_token(
     before = runs()
     assert httpx.get(f"{api}/health").status_code == 200  # the only open path
     for headers in ({}, wrong):
-        assert httpx.post(f"{api}/flow_runs/", json=run, headers=headers).status_code == 401
-        assert httpx.post(f"{api}/flow_runs/filter", json={}, headers=headers).status_code == 401
+        assert httpx.get(f"{api}/admin/version", headers=headers).status_code == 401
+        # Refused by the first check it meets: the CSRF token (403), then the login (401).
+        created = httpx.post(f"{api}/flow_runs/", json=run, headers=headers | _csrf(api, login))
+        assert created.status_code == 401, created.text
+        assert httpx.post(f"{api}/flow_runs/", json=run, headers=headers).status_code == 403
+    assert httpx.get(f"{api}/admin/version", headers=login).status_code == 200
     forged = httpx.post(f"{api}/flow_runs/", json=run, headers=login)
     assert forged.status_code == 403, forged.text
     assert "CSRF" in forged.text

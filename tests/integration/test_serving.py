@@ -262,20 +262,19 @@ def test_reloads_under_load_fail_no_request(service: str, settings: Settings) ->
         client.start()
     reloads = []
     authorization = {"Authorization": f"Bearer {reload_token(settings)}"}
+    # Counted, not timed: three reloads and 20 requests at least, however slow the machine.
     try:
         with httpx.Client(base_url=service, timeout=60.0) as admin:
-            deadline = time.monotonic() + 3.0
-            while time.monotonic() < deadline:
+            deadline = time.monotonic() + 120
+            while len(reloads) < 3 or served < 20:
+                assert time.monotonic() < deadline, (reloads, served)
                 reloads.append(admin.post(RELOAD, headers=authorization).status_code)
-                time.sleep(0.2)
     finally:
         stop.set()
         for client in clients:
             client.join()
     assert failures == []
-    assert len(reloads) >= 2
     assert set(reloads) == {200}
-    assert served > 20
 
 
 def test_online_scores_equal_offline_scores_of_the_same_customers(

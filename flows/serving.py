@@ -130,8 +130,11 @@ class ScoringService:
     def reload_if_moved(self) -> ReloadResponse | None:
         """Reload only when `champion` points at another version than the one served."""
         with self._reload_lock, self._alerting():
-            version = champion_to_serve(self.settings, self.client)
-            return None if version == self.served.version else self._swap_to(version)
+            # The alias alone on every poll; the audit history only when it moved.
+            name = self.settings.mlflow.model_name
+            if registry.champion_version(self.client, name) == self.served.version:
+                return None
+            return self._swap_to(champion_to_serve(self.settings, self.client))
 
     @contextmanager
     def _alerting(self) -> Iterator[None]:

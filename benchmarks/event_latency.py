@@ -77,7 +77,7 @@ def _sample(api_url: str, deployment: str, index: int) -> tuple[float, float]:
 
 def measure_events(stack: Stack, samples: int) -> list[Result]:
     """p50/p95 of emit -> Running on the run's Prefect server, with deployments and a worker."""
-    stack.run(str(BIN / "prefect"), "work-pool", "create", "mlops-process", "--type", "process")
+    stack.create_work_pool()
     stack.run(str(BIN / "prefect"), "--no-prompt", "deploy", "--all")
     stack.start("worker", [str(BIN / "prefect"), "worker", "start", "--pool", "mlops-process"])
     api = stack.api_url

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -24,7 +24,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed
 from pydantic import Field
 
-from flows import events, governance
+from flows import events, governance, history
 from flows.registry_lock import registry_lock
 from flows.settings import Settings
 
@@ -37,6 +37,11 @@ class ApprovalForm(RunInput):
     )
     approver: str = Field(min_length=1, description="Who decides (name or e-mail).")
     reason: str = Field(min_length=1, description="Why; kept in the audit history.")
+    signature: str = Field(
+        default="",
+        description="The approver's signature of this decision (`mlops approve|reject --key` "
+        "makes it); required where the worker has an approvers file (production).",
+    )
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,9 @@ class ApprovalOutcome:
 def _wait_for_decision(
     client: Any, name: str, version: str, deadline: datetime, poll_seconds: int
 ) -> ApprovalForm | None:
-    """Show the request and wait for the form; None when the deadline passes first."""
+    """Show the request and wait for the form; None when the deadline passes first. Each
+    refused decision opens a new pause (its own key): a resumed run restarts from the top and
+    finds the input of the pause it is at."""
     client.set_model_version_tag(
         name, version, governance.APPROVAL_FLOW_RUN, str(flow_run.get_id())
     )
@@ -65,7 +72,9 @@ def _wait_for_decision(
             f"rejected.\n\n{client.get_model_version(name, version).description or ''}\n"
         ),
     )
-    seconds, key = int((deadline - governance.now_utc()).total_seconds()), f"approval-v{version}"
+    refused = governance.refused_decisions(client, name, version)
+    key = f"approval-v{version}" + (f"-{refused}" if refused else "")
+    seconds = int((deadline - governance.now_utc()).total_seconds())
     try:
         if seconds <= 0:
             return None
@@ -99,41 +108,114 @@ def decide_churn_model(version: str, decision: ApprovalForm) -> Any:
     return _approval(version, decision)
 
 
+@dataclass(frozen=True)
+class _Request:
+    """One open approval request and how this run acts on it."""
+
+    client: Any
+    name: str
+    version: str
+    deadline: datetime
+    actor: str
+    lock_seconds: float
+    poll_seconds: int
+
+
+def _authenticated(
+    request: _Request, approvers: dict[str, Any] | None, decision: ApprovalForm | None
+) -> tuple[ApprovalForm, str]:
+    """The first decision that authenticates, with its approver as the history records them.
+    A refused one is recorded and the run waits for the next (a direct decision fails)."""
+    direct = decision is not None
+    while True:
+        if decision is None:
+            decision = _wait_for_decision(
+                request.client,
+                request.name,
+                request.version,
+                request.deadline,
+                request.poll_seconds,
+            )
+        if decision is None:
+            _expire(request)
+        signed = governance.decision_message(
+            request.name,
+            request.version,
+            request.deadline,
+            decision.decision,
+            decision.approver,
+            decision.reason,
+        )
+        try:
+            return decision, governance.authenticate(
+                approvers, signed, decision.approver, decision.signature
+            )
+        except governance.UnauthenticatedDecisionError as refusal:
+            get_run_logger().error("Decision refused: %s", refusal)
+            with registry_lock(request.name, request.lock_seconds):
+                governance.refuse_decision(
+                    request.client,
+                    request.name,
+                    request.version,
+                    claimed=decision.approver,
+                    reason=str(refusal),
+                    actor=request.actor,
+                )
+            if direct:
+                raise
+            decision = None
+
+
+def _expire(request: _Request) -> NoReturn:
+    with registry_lock(request.name, request.lock_seconds):
+        governance.expire(
+            request.client,
+            request.name,
+            request.version,
+            actor=request.actor,
+            now=governance.now_utc(),
+        )
+    # Prefect fails a run whose pause timed out whatever it returns; say why it failed.
+    raise governance.ApprovalExpiredError(
+        f"No decision on v{request.version} before {request.deadline.isoformat()}: recorded as "
+        "timed out (rejected). The champion is unchanged; retrain to ask again."
+    )
+
+
 def _approval(version: str, decision: ApprovalForm | None) -> Any:
     settings = Settings()
     settings.export_library_environment()  # a worker starts here, not at the CLI
+    history.signer(settings)  # without the governance key in production: stop before any change
+    approvers = governance.approvers(settings)
     from mlflow import MlflowClient
 
     client, name = MlflowClient(settings.tracking_uri), settings.mlflow.model_name
     actor = f"prefect-flow-run:{flow_run.get_id() or 'local'}"
     lock = settings.governance.lock_timeout_seconds
-    deadline = governance.open_request(client, name, version)
-    if decision is None:
-        poll = settings.governance.approval_poll_seconds
-        decision = _wait_for_decision(client, name, version, deadline, poll)
-    if decision is None:
-        with registry_lock(name, lock):
-            governance.expire(client, name, version, actor=actor, now=governance.now_utc())
-        # Prefect fails a run whose pause timed out whatever it returns; say why it failed.
-        raise governance.ApprovalExpiredError(
-            f"No decision on v{version} before {deadline.isoformat()}: recorded as timed out "
-            "(rejected). The champion is unchanged; retrain to ask again."
-        )
+    request = _Request(
+        client,
+        name,
+        version,
+        governance.open_request(client, name, version),
+        actor,
+        lock,
+        settings.governance.approval_poll_seconds,
+    )
+    decision, approver = _authenticated(request, approvers, decision)
 
-    logger = get_run_logger()
-    logger.info("%s decided %s: %s", decision.approver, decision.decision, decision.reason)
+    get_run_logger().info("%s decided %s: %s", approver, decision.decision, decision.reason)
     with registry_lock(name, lock):
         promotion = governance.decide(
             client,
             name,
             version,
             decision=decision.decision,
-            approver=decision.approver,
+            approver=approver,
             reason=decision.reason,
             actor=actor,
         )
     if promotion is None:
-        message = f"v{version} rejected by {decision.approver}: {decision.reason}"
+        message = f"v{version} rejected by {approver}: {decision.reason}"
         print(message)
         outcome = ApprovalOutcome(version, "rejected", None, message)
         return Completed(name="Rejected", message=message, data=outcome)
@@ -142,6 +224,6 @@ def _approval(version: str, decision: ApprovalForm | None) -> Any:
         resource=events.model_resource(name),
         payload={"version": version, "previous_version": promotion.previous},
     )
-    message = f"v{version} approved by {decision.approver} and promoted to champion"
+    message = f"v{version} approved by {approver} and promoted to champion"
     print(message)
     return ApprovalOutcome(version, "approved", version, message)

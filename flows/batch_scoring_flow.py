@@ -10,18 +10,19 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from flows import batch_scoring, features, registry, training
 from flows.batch_scoring import ScoreDistribution
 from flows.data_checks import check_or_stop
+from flows.runtime import FlowParameters
 from flows.settings import Settings
 from flows.times import UtcDatetime
 from flows.validation import ValidationResult
 from flows.workspace import Workspace
 
 
-class BatchScoringParameters(BaseModel):
+class BatchScoringParameters(FlowParameters):
     """Per-run knobs of batch scoring."""
 
     as_of: UtcDatetime | None = Field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -32,24 +33,61 @@ Person = Annotated[
 Wait = Annotated[
     float, typer.Option(help="Seconds to wait for a resumed approval run to finish.", min=0)
 ]
+Key = Annotated[
+    Path | None,
+    typer.Option(
+        help="Your OpenSSH Ed25519 private key: signs the decision (default "
+        "MLOPS_GOVERNANCE__APPROVER_KEY_FILE; required where the worker lists approvers).",
+        show_default=False,
+    ),
+]
 
 
 @app.command()
-def approve(version: str, reason: Reason, approver: Person = None, wait: Wait = 120) -> None:
+def approve(
+    version: str, reason: Reason, approver: Person = None, wait: Wait = 120, key: Key = None
+) -> None:
     """Approve a challenger awaiting approval: it becomes the champion."""
-    _decide("approve", version, reason, approver, wait)
+    _decide("approve", version, reason, approver, wait, key)
 
 
 @app.command()
-def reject(version: str, reason: Reason, approver: Person = None, wait: Wait = 120) -> None:
+def reject(
+    version: str, reason: Reason, approver: Person = None, wait: Wait = 120, key: Key = None
+) -> None:
     """Reject a challenger awaiting approval: the champion stays."""
-    _decide("reject", version, reason, approver, wait)
+    _decide("reject", version, reason, approver, wait, key)
 
 
-def _decide(decision: str, version: str, reason: str, approver: str | None, wait: float) -> None:
+def _signed_form(
+    settings: Settings, decision: str, version: str, reason: str, approver: str, key: Path | None
+) -> dict[str, str]:
+    """The decision, signed with the approver's key when there is one."""
+    from mlflow import MlflowClient
+
+    from flows import governance
+    from flows.signing import load_signer
+
+    form = {"decision": decision, "approver": approver, "reason": reason}
+    key = key or settings.governance.approver_key_file
+    if key is None:
+        return form
+    name = settings.mlflow.model_name
+    deadline = governance.open_request(MlflowClient(settings.tracking_uri), name, version)
+    message = governance.decision_message(name, version, deadline, decision, approver, reason)
+    return form | {"signature": load_signer(key, "--key").sign(message)}
+
+
+def _decide(
+    decision: str, version: str, reason: str, approver: str | None, wait: float, key: Path | None
+) -> None:
     settings = load_settings(runs_flows=True)
-    form = {"decision": decision, "approver": approver or getpass.getuser(), "reason": reason}
+    person = approver or getpass.getuser()
     with quiet_libraries():
+        form = run_step(
+            "sign the decision",
+            lambda: _signed_form(settings, decision, version, reason, person, key),
+        )
         waiting = run_step(
             "look for the run waiting for approval", lambda: _waiting(settings, version)
         )
@@ -60,6 +98,9 @@ def _decide(decision: str, version: str, reason: str, approver: str | None, wait
                     f"  resumed; a worker applies the decision when it picks up {waiting}"
                 )
                 return
+            if state.is_paused():  # waiting again: the decision did not authenticate
+                console.print(f"[red]error:[/] {escape(_last_refusal(settings, version))}")
+                raise typer.Exit(EXIT_FAILED)
             if not state.is_completed():
                 console.print(
                     f"[red]error:[/] approval run {state.name}: {escape(state.message or '')}"
@@ -97,19 +138,33 @@ def _waiting(settings: Settings, version: str) -> str | None:
 
 
 def _resume(run_id: str, form: dict[str, str], wait: float) -> Any:
-    """Resume with the decision; the run's final state, or None if it is still going."""
+    """Resume with the decision; the run's final state, its new pause if it refused the
+    decision and waits again, or None if it is still going."""
     from prefect.client.orchestration import get_client
     from prefect.flow_runs import resume_flow_run
 
-    resume_flow_run(UUID(run_id), run_input=form)
-    deadline = time.monotonic() + wait
     with get_client(sync_client=True) as client:
+        paused = client.read_flow_run(UUID(run_id)).state
+        resume_flow_run(UUID(run_id), run_input=form)
+        deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             state = client.read_flow_run(UUID(run_id)).state
-            if state is not None and state.is_final():
+            if state is not None and (
+                state.is_final() or (state.is_paused() and paused and state.id != paused.id)
+            ):
                 return state
             time.sleep(0.5)
     return None
+
+
+def _last_refusal(settings: Settings, version: str) -> str:
+    from mlflow import MlflowClient
+
+    from flows import history as audit
+
+    entries = audit.read(MlflowClient(settings.tracking_uri), settings.mlflow.model_name, version)
+    refused = [e.reason for e in entries if e.action == audit.Action.DECISION_REFUSED]
+    return refused[-1] if refused else "the approval run refused the decision and waits again"
 
 
 def _show(settings: Settings, version: str) -> None:
@@ -128,18 +183,28 @@ def _show(settings: Settings, version: str) -> None:
 @app.command()
 def history(
     version: Annotated[str | None, typer.Option(help="Only entries about this version.")] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Check every entry's hash, chain and signature (the governance public key): "
+            "exit 4 naming each edited, removed or inserted entry.",
+        ),
+    ] = False,
 ) -> None:
     """The audit history: every registration, approval, promotion and rollback, oldest first."""
     from flows import history as audit
 
     settings = load_settings()
 
-    def read() -> list[audit.Entry]:
+    def read() -> list[audit.Stored]:
         from mlflow import MlflowClient
 
-        return audit.read(MlflowClient(settings.tracking_uri), settings.mlflow.model_name, version)
+        client = MlflowClient(settings.tracking_uri)
+        return audit.read_stored(client, settings.mlflow.model_name)
 
-    entries = run_step("read the audit history", read)
+    stored = run_step("read the audit history", read)
+    entries = [s.entry for s in stored if version is None or s.entry.version == version]
     table = Table("when (UTC)", "action", "version", "champion", "who", "why")
     for entry in entries:
         table.add_row(
@@ -153,6 +218,26 @@ def history(
     output.print(table)
     experiment = audit.experiment_name(settings.mlflow.model_name)
     console.print(f"  {len(entries)} entries, kept in MLflow experiment '{experiment}'")
+    if verify:
+        _verify_history(settings, stored)
+
+
+def _verify_history(settings: Settings, stored: list[Any]) -> None:
+    from flows import history as audit
+
+    key = run_step("read the governance public key", lambda: audit.trusted_key(settings))
+    problems = audit.verify(stored, key)
+    for problem in problems:
+        output.print(f"[red]TAMPERED[/red] {escape(problem)}")
+    signed = (
+        f"signatures checked with the governance key {key.fingerprint}"
+        if key
+        else f"no signature checked ({audit.PUBLIC_KEY} is not set)"
+    )
+    if problems:
+        console.print(f"  {len(problems)} problems in {len(stored)} entries ({signed})")
+        raise typer.Exit(EXIT_NOT_REPRODUCED)
+    console.print(f"  verified: {len(stored)} entries, hashes and chain intact, {signed}")
 
 
 @app.command()
@@ -168,9 +253,6 @@ def rollback(
     redeploy: Annotated[
         bool, typer.Option(help="Then reload the scoring service and smoke-check it.")
     ] = True,
-    service_url: Annotated[
-        str | None, typer.Option(help="Scoring service (default from settings).")
-    ] = None,
 ) -> None:
     """Move `champion` back to an earlier approved version, record it, and redeploy."""
     settings = load_settings(runs_flows=True)
@@ -182,7 +264,6 @@ def rollback(
             reason=reason,
             to_version=to,
             redeploy=redeploy,
-            service_url=service_url,
         )
         outcome = run_step("rollback flow", lambda: rollback_churn_model(parameters))
     console.print(

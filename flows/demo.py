@@ -96,7 +96,6 @@ def run_loop(settings: Settings, customers: int, say: Callable[[str], None]) -> 
                 RedeployParameters(
                     version=retrained.version,
                     previous_version=baseline.version,
-                    service_url=url,
                 )
             )
             check = redeployed.skew_check

@@ -7,6 +7,7 @@ Every decision is written to the audit history (`flows.history`) and to the vers
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -14,10 +15,13 @@ from typing import TYPE_CHECKING
 
 from flows import model_card, registry
 from flows.errors import MlopsError
-from flows.history import TAG_LIMIT, Action, Entry, append, has
+from flows.history import TAG_LIMIT, Action, Entry, append, has, read
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+    from flows.settings import Settings
+    from flows.signing import PublicKey
 
 # Version tags this module owns (besides registry's status/promoted_* tags).
 APPROVAL = "approval"  # pending | approved | rejected | timed_out
@@ -28,6 +32,8 @@ FLOW_RUN = "mlops.flow_run_id"
 REQUEST_KEY = "mlops.request_key"  # digest of data, features, code, lock, parameters, seed
 GATES_PASSED = "gates.passed"
 ROLLBACK_REASON = "rollback: "  # how a rollback's promotion reason starts
+APPROVERS = "MLOPS_GOVERNANCE__APPROVERS_FILE"
+SIGNED_DECISION = b"mlops-decision-v1:"
 
 
 class GovernanceError(MlopsError):
@@ -49,6 +55,10 @@ class ApprovalExpiredError(GovernanceError):
 
 class RollbackRefusedError(GovernanceError):
     """The rollback target may not serve."""
+
+
+class UnauthenticatedDecisionError(GovernanceError):
+    """A decision not signed by the key the approvers file lists for its approver."""
 
 
 class Decision(StrEnum):
@@ -364,3 +374,74 @@ def rollback(
     append(client, name, entry)
     _refresh_cards(client, name, current, target)
     return Promotion(target, current, moved=True)
+
+
+def approvers(settings: Settings) -> dict[str, PublicKey] | None:
+    """Who may decide and with which key; None (free-text approvers) on the local profile
+    without an approvers file, an error on the production profile without one."""
+    from flows.signing import load_approvers
+
+    path = settings.governance.approvers_file
+    if path is None:
+        if settings.is_production:
+            raise UnauthenticatedDecisionError(
+                f"The production profile accepts only signed decisions: set {APPROVERS} to a "
+                "file of `<name> ssh-ed25519 AAAA...` lines, one per approver, on the worker. "
+                "Nothing was changed."
+            )
+        return None
+    return load_approvers(path, APPROVERS)
+
+
+def decision_message(
+    name: str, version: str, deadline: datetime, decision: str, approver: str, reason: str
+) -> bytes:
+    """What an approver signs: this decision on this request (the version's approval deadline
+    tells requests apart), so a signature cannot be replayed onto another."""
+    body = {
+        "model": name,
+        "version": version,
+        "request": _stamp(deadline),
+        "decision": decision,
+        "approver": approver,
+        "reason": reason,
+    }
+    return SIGNED_DECISION + json.dumps(body, sort_keys=True).encode()
+
+
+def authenticate(
+    approvers: dict[str, PublicKey] | None, message: bytes, approver: str, signature: str
+) -> str:
+    """The approver as the history records them: `<name> (key SHA256:...)` once the signature
+    verifies with that name's key; the free text where no approvers are configured."""
+    if approvers is None:
+        return approver
+    key = approvers.get(approver)
+    if key is None:
+        raise UnauthenticatedDecisionError(
+            f"{approver!r} is not an approver (listed: {', '.join(sorted(approvers))}): the "
+            "decision was refused and the request is still open."
+        )
+    if not signature:
+        raise UnauthenticatedDecisionError(
+            f"The decision of {approver!r} is not signed: decide with `mlops approve|reject "
+            "--key <your key>`. It was refused and the request is still open."
+        )
+    if not key.verifies(message, signature):
+        raise UnauthenticatedDecisionError(
+            f"The signature does not verify with {approver!r}'s key {key.fingerprint} for this "
+            "decision on this request: it was refused and the request is still open."
+        )
+    return f"{approver} (key {key.fingerprint})"
+
+
+def refuse_decision(
+    client: MlflowClient, name: str, version: str, *, claimed: str, reason: str, actor: str
+) -> None:
+    """Record a decision that did not authenticate; the request stays open."""
+    evidence = {"claimed_approver": claimed}
+    append(client, name, Entry(Action.DECISION_REFUSED, version, actor, reason, evidence=evidence))
+
+
+def refused_decisions(client: MlflowClient, name: str, version: str) -> int:
+    return sum(entry.action == Action.DECISION_REFUSED for entry in read(client, name, version))

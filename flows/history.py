@@ -3,20 +3,45 @@
 MLflow keeps no alias history. Each promotion, rejection, approval and rollback is written here
 as its own finished run whose tags say what happened; runs are only ever added, so concurrent
 writers never overwrite each other, and the MLflow UI shows the history as a table.
+
+Tamper-evident: each entry's tags hold the sha256 of its content and the hashes of the entries
+no other entry named yet when it was written (`audit.previous`: a chain, or a graph where two
+writers appended at once), and, where a governance key is configured, an Ed25519 signature of
+that hash. `verify` reports an edited, removed or inserted entry.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import TYPE_CHECKING
+
+from flows.errors import MlopsError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+    from flows.settings import Settings
+    from flows.signing import PublicKey, Signer
+
 PREFIX = "audit."
 EVIDENCE = f"{PREFIX}evidence."
+HASH = f"{PREFIX}hash"  # sha256 of the other audit tags (not of itself or the signature)
+SIGNATURE = f"{PREFIX}signature"  # the governance key's Ed25519 signature of SIGNED + hash
+PREVIOUS = f"{PREFIX}previous"  # hashes of the heads when written, or GENESIS
+GENESIS = "genesis"
+SIGNED = b"mlops-audit-v1:"
 TAG_LIMIT = 5000  # MLflow's longest tag value
+SIGNING_KEY = "MLOPS_GOVERNANCE__SIGNING_KEY_FILE"
+PUBLIC_KEY = "MLOPS_GOVERNANCE__PUBLIC_KEY"
+
+
+class HistoryKeyError(MlopsError):
+    """The production profile lacks the governance key it signs or verifies the history with."""
 
 
 class Action:
@@ -27,6 +52,7 @@ class Action:
     APPROVAL_REQUESTED = "approval_requested"
     APPROVED = "approved"
     APPROVAL_REJECTED = "approval_rejected"
+    DECISION_REFUSED = "decision_refused"  # a decision that did not authenticate: still pending
     APPROVAL_TIMED_OUT = "approval_timed_out"
     PROMOTED = "promoted"
     PROMOTION_REFUSED = "promotion_refused"
@@ -126,24 +152,110 @@ def _experiment_id(client: MlflowClient, model_name: str, create: bool) -> str |
         return str(found.experiment_id)
 
 
+def content_digest(tags: Mapping[str, str]) -> str:
+    """The sha256 of an entry's audit tags other than its hash and signature."""
+    content = {k: v for k, v in tags.items() if k.startswith(PREFIX) and k not in (HASH, SIGNATURE)}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Stored:
+    """An entry as the store holds it: its run and its audit tags, hash and signature
+    included."""
+
+    run_id: str
+    tags: dict[str, str]
+
+    @cached_property
+    def entry(self) -> Entry:
+        return Entry.from_tags(self.tags)
+
+    @property
+    def digest(self) -> str:
+        return self.tags.get(HASH, "")
+
+    @property
+    def previous(self) -> tuple[str, ...]:
+        return tuple(self.tags.get(PREVIOUS, "").split(",")) if PREVIOUS in self.tags else ()
+
+    def intact(self) -> bool:
+        return bool(self.digest) and self.digest == content_digest(self.tags)
+
+    def signed_by(self, key: PublicKey) -> bool:
+        signature = self.tags.get(SIGNATURE)
+        return signature is not None and self.intact() and key.verifies(self._signed(), signature)
+
+    def _signed(self) -> bytes:
+        return SIGNED + self.digest.encode()
+
+    def label(self) -> str:
+        return f"{self.entry.action} v{self.entry.version} at {self.entry.at} (run {self.run_id})"
+
+
+def signer(settings: Settings) -> Signer | None:
+    """The governance key that signs new entries: none on the local profile without one; an
+    error on the production profile without one (call it before changing anything)."""
+    from flows.signing import load_signer
+
+    path = settings.governance.signing_key_file
+    if path is None:
+        if settings.is_production:
+            raise HistoryKeyError(
+                f"The production profile signs every audit-history entry: set {SIGNING_KEY} to "
+                "the governance key (`ssh-keygen -t ed25519 -N '' -f governance-key`) on the "
+                "worker and wherever `mlops` decides. Nothing was changed."
+            )
+        return None
+    return load_signer(path, SIGNING_KEY)
+
+
+def trusted_key(settings: Settings) -> PublicKey | None:
+    """The public key entries must verify under: none on the local profile without one; an
+    error on the production profile without one."""
+    from flows.signing import public_key
+
+    line = settings.governance.public_key
+    if line is None:
+        if settings.is_production:
+            raise HistoryKeyError(
+                f"The production profile trusts only audit-history entries signed by the "
+                f"governance key: set {PUBLIC_KEY} to its public line (the .pub file)."
+            )
+        return None
+    return public_key(line, PUBLIC_KEY)
+
+
+def heads(stored: list[Stored]) -> list[str]:
+    """Hashes of the entries no other entry names as previous (one, unless writers raced)."""
+    named = {previous for entry in stored for previous in entry.previous}
+    return sorted(s.digest for s in stored if s.digest and s.digest not in named)
+
+
 def append(client: MlflowClient, model_name: str, entry: Entry) -> str:
-    """Add one entry; return the id of the run that holds it."""
+    """Add one entry after the current heads, signed with the governance key where the
+    settings name one; return the id of the run that holds it."""
+    from flows.settings import Settings
+
+    key = signer(Settings())
     experiment_id = _experiment_id(client, model_name, create=True)
     assert experiment_id is not None
-    run = client.create_run(
-        experiment_id, tags=entry.to_tags(), run_name=f"{entry.action} v{entry.version}"
-    )
+    tags = entry.to_tags()
+    tags[PREVIOUS] = ",".join(heads(read_stored(client, model_name))) or GENESIS
+    tags[HASH] = content_digest(tags)
+    if key is not None:
+        tags[SIGNATURE] = key.sign(SIGNED + tags[HASH].encode())
+    run = client.create_run(experiment_id, tags=tags, run_name=f"{entry.action} v{entry.version}")
     client.set_terminated(run.info.run_id)
     return str(run.info.run_id)
 
 
-def read(client: MlflowClient, model_name: str, version: str | None = None) -> list[Entry]:
-    """Every entry, oldest first; only those about `version` when one is named."""
+def read_stored(client: MlflowClient, model_name: str, version: str | None = None) -> list[Stored]:
+    """Every entry as stored, oldest first; only those about `version` when one is named."""
     experiment_id = _experiment_id(client, model_name, create=False)
     if experiment_id is None:
         return []
     query = f"tags.`{PREFIX}version` = '{version}'" if version is not None else ""
-    entries: list[Entry] = []
+    stored: list[Stored] = []
     token = None
     while True:
         page = client.search_runs(
@@ -153,11 +265,55 @@ def read(client: MlflowClient, model_name: str, version: str | None = None) -> l
             max_results=1000,
             page_token=token,
         )
-        entries += [Entry.from_tags(run.data.tags) for run in page]
+        stored += [
+            Stored(
+                run.info.run_id, {k: v for k, v in run.data.tags.items() if k.startswith(PREFIX)}
+            )
+            for run in page
+        ]
         token = page.token
         if not token:
             break
-    return sorted(entries, key=lambda entry: entry.at)
+    return sorted(stored, key=lambda s: s.entry.at)
+
+
+def read(client: MlflowClient, model_name: str, version: str | None = None) -> list[Entry]:
+    """Every entry, oldest first; only those about `version` when one is named."""
+    return [s.entry for s in read_stored(client, model_name, version)]
+
+
+def trusted(stored: list[Stored], key: PublicKey | None) -> list[Entry]:
+    """The entries to act on: those the governance key signed, or all of them without a key
+    (the local profile has no one to defend against: `verify` still checks the chain)."""
+    return [s.entry for s in stored if key is None or s.signed_by(key)]
+
+
+def verify(stored: list[Stored], key: PublicKey | None) -> list[str]:
+    """What is wrong with the history: an entry changed after it was written, one removed
+    (another names it as previous), or one written without the governance key. Empty when
+    intact. Without a key an insertion that extends the chain cannot be told apart."""
+    problems: list[str] = []
+    digests = {s.digest for s in stored}
+    for s in stored:
+        if not s.digest:
+            problems.append(f"{s.label()}: not chained (no {HASH} tag): written outside governance")
+            continue
+        if not s.intact():
+            problems.append(f"{s.label()}: changed after it was written (content and hash differ)")
+        elif key is not None and not s.signed_by(key):
+            problems.append(
+                f"{s.label()}: not signed by the governance key {key.fingerprint}: written "
+                "outside governance"
+            )
+        missing = [p for p in s.previous if p != GENESIS and p not in digests]
+        problems += [
+            f"{s.label()}: follows entry {p[:12]}, which is not in the history: an entry was "
+            "removed"
+            for p in missing
+        ]
+        if not s.previous:
+            problems.append(f"{s.label()}: names no previous entry ({PREVIOUS} missing)")
+    return problems
 
 
 def has(client: MlflowClient, model_name: str, action: str, version: str) -> bool:

@@ -18,11 +18,12 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run
 from prefect.states import Completed
 from prefect.utilities.annotations import unmapped
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from flows import batch_scoring, drift, events, features, registry, scoring, tracking, training
 from flows.data_checks import check_or_stop
 from flows.drift import DecayResult, DriftResult
+from flows.runtime import FlowParameters
 from flows.service_contract import PredictionLog
 from flows.settings import MonitoringSettings, Settings
 from flows.task_runners import task_runner_for
@@ -38,7 +39,7 @@ REPORT_ARTIFACT = "drift/report.html"
 SCORE_COLUMN = "churn_probability"
 
 
-class MonitoringParameters(BaseModel):
+class MonitoringParameters(FlowParameters):
     """Per-run knobs; empty fields take their defaults from settings."""
 
     as_of: UtcDatetime | None = Field(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -86,16 +86,6 @@ def compare_scores(
         tolerance=tolerance,
         reason=reason,
         examples=tuple(mismatches[:EXAMPLES_SHOWN]),
-    )
-
-
-def fail_on_purpose(check: SkewCheck) -> SkewCheck:
-    """The same observations, failed: the fault-injection switch for tests and drills."""
-    return replace(
-        check,
-        passed=False,
-        reason=f"smoke check failed on purpose (force_smoke_failure=True); observed: "
-        f"{check.reason}",
     )
 
 

@@ -10,19 +10,19 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.runtime import flow_run
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from flows import batch_scoring, events, features, governance, registry, training
+from flows import batch_scoring, events, features, governance, history, registry, training
 from flows.errors import MlopsError
 from flows.redeploy import (
     Rollback,
     SkewCheck,
     champion_mismatch,
     compare_scores,
-    fail_on_purpose,
     sample_customers,
 )
 from flows.registry_lock import registry_lock
+from flows.runtime import FlowParameters
 from flows.service_client import ServiceClient, ServiceError
 from flows.service_contract import reload_token
 from flows.settings import Settings
@@ -31,7 +31,7 @@ from flows.workspace import Workspace
 TAG_LIMIT = 5000  # MLflow's longest tag value
 
 
-class RedeployParameters(BaseModel):
+class RedeployParameters(FlowParameters):
     """What to deploy and what to fall back to; a promotion event carries both versions."""
 
     version: str = Field(description="The promoted version to serve (the event's `version`).")
@@ -40,11 +40,6 @@ class RedeployParameters(BaseModel):
         description="The champion before the promotion, restored if the redeploy fails (the "
         "event's `previous_version`); empty when there was none.",
     )
-    service_url: str | None = Field(
-        default=None,
-        description="Base URL of the scoring service; empty means http://<MLOPS_SERVING__HOST>"
-        ":<MLOPS_SERVING__PORT>.",
-    )
     smoke_sample: int = Field(
         default=20, ge=1, description="Customers scored online and offline in the skew check."
     )
@@ -52,11 +47,6 @@ class RedeployParameters(BaseModel):
     population_view: str = Field(
         default=batch_scoring.DEFAULT_POPULATION_VIEW,
         description="Feature view whose source file lists the customers to sample.",
-    )
-    force_smoke_failure: bool = Field(
-        default=False,
-        description="Fault injection for tests and drills: fail the skew check on purpose, so "
-        "the rollback path runs against the real registry and service.",
     )
 
 
@@ -84,10 +74,6 @@ class RedeployOutcome:
     service_url: str
     materialized_at: datetime
     skew_check: SkewCheck
-
-
-def _service_url(settings: Settings, parameters: RedeployParameters) -> str:
-    return parameters.service_url or f"http://{settings.serving.host}:{settings.serving.port}"
 
 
 def _service(settings: Settings, url: str) -> ServiceClient:
@@ -188,8 +174,7 @@ def smoke_check(
         model, frame, training.model_feature_names(model), settings.training.threads
     )
     offline = dict(zip(frame[key].astype("int64").tolist(), scores.tolist(), strict=True))
-    check = compare_scores(online, offline)
-    return fail_on_purpose(check) if parameters.force_smoke_failure else check
+    return compare_scores(online, offline)
 
 
 @task(cache_policy=NO_CACHE)
@@ -254,8 +239,9 @@ def redeploy(parameters: RedeployParameters) -> RedeployOutcome:
     """Serve the promoted version, or put the previous champion back and say why."""
     settings = Settings()
     settings.export_library_environment()  # a worker starts here, not at the CLI
+    history.signer(settings)  # without the governance key in production: stop before any change
     Workspace(settings.home_resolved).ensure()
-    url = _service_url(settings, parameters)
+    url = settings.serving.base_url()  # a setting, never a parameter: the reload token goes there
 
     check_parameters(settings, parameters)
     try:

@@ -91,10 +91,13 @@ def require_champion(client: MlflowClient, name: str, tracking_uri: str) -> str:
 
 def check_governed(client: MlflowClient, name: str, version: str) -> None:
     """An UngovernedChampionError unless the last champion move of the audit history (a
-    promotion or a rollback) made `version` champion."""
+    promotion or a rollback) that the governance key signed made `version` champion."""
     from flows import history
+    from flows.settings import Settings
 
-    moves = [entry for entry in history.read(client, name) if entry.champion_move()]
+    key = history.trusted_key(Settings())
+    trusted = history.trusted(history.read_stored(client, name), key)
+    moves = [entry for entry in trusted if entry.champion_move()]
     recorded = moves[-1].to_version if moves else None
     if recorded != version:
         raise UngovernedChampionError(name, version, recorded)

@@ -7,15 +7,16 @@ from dataclasses import dataclass
 from prefect import flow
 from prefect.events import emit_event
 from prefect.runtime import flow_run
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from flows import events, governance
+from flows import events, governance, history
 from flows.redeploy_flow import RedeployParameters, redeploy
 from flows.registry_lock import registry_lock
+from flows.runtime import FlowParameters
 from flows.settings import Settings
 
 
-class RollbackParameters(BaseModel):
+class RollbackParameters(FlowParameters):
     """Which version to restore, who asks and why."""
 
     requested_by: str = Field(min_length=1, description="Who asks for the rollback.")
@@ -29,9 +30,6 @@ class RollbackParameters(BaseModel):
         default=True,
         description="Then redeploy the restored version: online features, service reload, "
         "smoke check (a failure there does not roll back any further).",
-    )
-    service_url: str | None = Field(
-        default=None, description="Scoring service to reload; empty means the settings' one."
     )
 
 
@@ -49,6 +47,7 @@ def rollback_churn_model(parameters: RollbackParameters) -> RollbackOutcome:
     """Move `champion` back to an earlier approved version, then redeploy it."""
     settings = Settings()
     settings.export_library_environment()  # a worker starts here, not at the CLI
+    history.signer(settings)  # without the governance key in production: stop before any change
     from mlflow import MlflowClient
 
     client, name = MlflowClient(settings.tracking_uri), settings.mlflow.model_name
@@ -72,5 +71,5 @@ def rollback_churn_model(parameters: RollbackParameters) -> RollbackOutcome:
     if parameters.redeploy:
         # No `previous_version`: if the restored version fails its smoke check, it stays champion
         # and the run fails, rather than rolling forward to the version just taken out.
-        redeploy(RedeployParameters(version=promotion.version, service_url=parameters.service_url))
+        redeploy(RedeployParameters(version=promotion.version))
     return RollbackOutcome(promotion.version, promotion.previous, parameters.redeploy)

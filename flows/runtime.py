@@ -7,9 +7,18 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict
+
 from flows.errors import MlopsError
 from flows.settings import Settings
 from flows.workspace import Workspace
+
+
+class FlowParameters(BaseModel):
+    """Base of every flow's parameters: an unknown field fails the run, so a typo or a removed
+    parameter (say `service_url`) never looks as if it took effect."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 def prepare(settings: Settings) -> str:

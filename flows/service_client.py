@@ -85,7 +85,7 @@ class ServiceClient:
             raise ServiceUnavailableError(
                 f"{method} {url} failed: the scoring service is not reachable "
                 f"({type(error).__name__}: {error}). Start it (`mlops serve`) or point "
-                "`service_url` / MLOPS_SERVING__HOST and __PORT at the running one."
+                "MLOPS_SERVING__URL (or __HOST and __PORT) at the running one."
             ) from error
         if response.status_code >= 500:
             raise ServiceUnavailableError(

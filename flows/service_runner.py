@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -11,6 +12,8 @@ from contextlib import contextmanager, suppress
 from flows.service_contract import HEALTH
 from flows.settings import Settings
 
+URL_VARIABLE = "MLOPS_SERVING__URL"
+
 
 class ServiceStartError(Exception):
     """The service stopped or stayed unhealthy while starting."""
@@ -18,7 +21,11 @@ class ServiceStartError(Exception):
 
 @contextmanager
 def running_service(settings: Settings, timeout: float = 120.0) -> Iterator[str]:
-    """Serve `create_app(settings)` on 127.0.0.1; yield its base URL once HEALTH answers."""
+    """Serve `create_app(settings)` on 127.0.0.1; yield its base URL once HEALTH answers.
+
+    While it serves, MLOPS_SERVING__URL points the flows of this process (redeploy, rollback)
+    at it: they take the service's address from settings, never from a parameter.
+    """
     import uvicorn
 
     from flows.serving import create_app
@@ -37,10 +44,16 @@ def running_service(settings: Settings, timeout: float = 120.0) -> Iterator[str]
 
     thread = threading.Thread(target=serve, name=f"service {url}", daemon=True)
     thread.start()
+    before = os.environ.get(URL_VARIABLE)
     try:
         _wait_until_healthy(url, thread, timeout)
+        os.environ[URL_VARIABLE] = url
         yield url
     finally:
+        if before is None:
+            os.environ.pop(URL_VARIABLE, None)
+        else:
+            os.environ[URL_VARIABLE] = before
         server.should_exit = True
         thread.join(timeout=30)
         listener.close()

@@ -187,6 +187,11 @@ class ServingSettings(Group):
 
     host: str = Field(default="127.0.0.1", description="Address the service binds.")
     port: int = Field(default=8000, description="Port the service binds.")
+    url: str | None = Field(
+        default=None,
+        description="Base URL at which the flows reach the service (reload, smoke check); empty "
+        "means http://<host>:<port>. A setting of the worker, never a run parameter.",
+    )
     reload_token: SecretStr | None = Field(
         default=None,
         description="Bearer token of the admin endpoints; empty means one is generated at start "
@@ -204,6 +209,9 @@ class ServingSettings(Group):
     request_timeout_seconds: float = Field(
         default=5.0, gt=0, description="Timeout of the flows' calls to the service."
     )
+
+    def base_url(self) -> str:
+        return self.url or f"http://{self.host}:{self.port}"
 
 
 class MonitoringSettings(Group):
@@ -349,6 +357,33 @@ class GovernanceSettings(Group):
         gt=0,
         description="How long a promotion or rollback waits for the registry lock (a Prefect "
         "global concurrency limit named `mlops-registry-<model>`).",
+    )
+    approvers_file: Path | None = Field(
+        default=None,
+        description="Who may decide on an approval: one `<name> ssh-ed25519 AAAA...` line per "
+        "person (ssh's allowed_signers format). With it, a decision counts only if signed by the "
+        "key listed for its approver (`mlops approve|reject --key`), and the history records "
+        "`<name> (key SHA256:...)`; without it the approver is free text. Required by the "
+        "approval flow in the production profile.",
+    )
+    approver_key_file: Path | None = Field(
+        default=None,
+        description="Your own OpenSSH Ed25519 private key, with which `mlops approve|reject` "
+        "signs your decision (the `--key` option's default).",
+    )
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="The governance key: an unencrypted OpenSSH Ed25519 private key "
+        "(`ssh-keygen -t ed25519 -N '' -f governance-key`) that signs every audit-history entry. "
+        "Only the processes that decide hold it (the worker, `mlops` commands that promote); "
+        "required there in the production profile.",
+    )
+    public_key: str | None = Field(
+        default=None,
+        description="The governance key's public line (`ssh-ed25519 AAAA...`, the .pub file). "
+        "Readers trust only entries it verifies: in the production profile the service, batch "
+        "scoring and the flows refuse a champion whose last move it does not verify, and "
+        "`mlops history --verify` checks every entry with it.",
     )
 
 

@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 from prefect.states import Completed
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from flows import (
     events,
@@ -31,13 +31,14 @@ from flows import (
 from flows.data_checks import check_or_stop
 from flows.evaluation import GateReport, GateResult, compute_metrics, evaluate_gates
 from flows.registry_lock import registry_lock
+from flows.runtime import FlowParameters
 from flows.settings import PromotionPolicy, Settings
 from flows.times import UtcDatetime
 from flows.validation import ValidationResult
 from flows.workspace import Workspace
 
 
-class TrainingParameters(BaseModel):
+class TrainingParameters(FlowParameters):
     """Per-run knobs; empty fields take their defaults from settings."""
 
     as_of: UtcDatetime | None = Field(
@@ -488,6 +489,7 @@ def train_churn_model(parameters: TrainingParameters | None = None) -> Any:
     parameters = parameters or TrainingParameters()
     settings = Settings()
     settings.export_library_environment()  # a worker starts here, not at the CLI
+    history.signer(settings)  # without the governance key in production: stop before any change
     meter = lineage.ResourceMeter()
     workspace = Workspace(settings.home_resolved).ensure()
     experiment_id = tracking.connect(

@@ -14,6 +14,7 @@ import pytest
 from flows import stack
 from flows.settings import Settings
 from tests.e2e.stack import free_port
+from tests.support import make_key
 
 CI_HINT = ".ci/run starts PostgreSQL and Redis before `make test`"
 
@@ -44,6 +45,10 @@ class ProductionResources:
     prefect_port: int
     admin_password: str
     prefect_auth: str  # user:password of the Prefect API
+    governance_key: Path  # signs the audit history
+    governance_public_key: str
+    approvers: Path  # lists one approver, `e2e`, whose key is approver_key
+    approver_key: Path
     postgres_port: int = 5432
     redis_port: int = 6379
 
@@ -52,7 +57,14 @@ class ProductionResources:
         cls, home: Path, postgres_port: int = 5432, redis_port: int = 6379
     ) -> ProductionResources:
         token = uuid.uuid4().hex[:10]
+        keys = home.parent / f"keys-{token}"
+        approver = make_key(keys / "e2e")
+        (keys / "approvers").write_text(f"e2e {approver}\n")
         return cls(
+            governance_key=keys / "governance",
+            governance_public_key=make_key(keys / "governance"),
+            approvers=keys / "approvers",
+            approver_key=keys / "e2e",
             postgres_port=postgres_port,
             redis_port=redis_port,
             home=home,
@@ -77,6 +89,11 @@ class ProductionResources:
             "MLOPS_PREFECT__SERVER_PORT": str(self.prefect_port),
             "MLOPS_MLFLOW__ADMIN_PASSWORD": self.admin_password,
             "MLOPS_PREFECT__AUTH_STRING": self.prefect_auth,
+            "MLOPS_GOVERNANCE__SIGNING_KEY_FILE": str(self.governance_key),
+            "MLOPS_GOVERNANCE__PUBLIC_KEY": self.governance_public_key,
+            "MLOPS_GOVERNANCE__APPROVERS_FILE": str(self.approvers),
+            # The person's own key: here in the same environment as the worker's, for the test.
+            "MLOPS_GOVERNANCE__APPROVER_KEY_FILE": str(self.approver_key),
             "MLOPS_POSTGRES__PORT": str(self.postgres_port),
             "MLOPS_REDIS__PORT": str(self.redis_port),
         }
@@ -93,6 +110,11 @@ class ProductionResources:
                 "admin_password": self.admin_password,
             },
             prefect={"server_port": self.prefect_port, "auth_string": self.prefect_auth},
+            governance={
+                "signing_key_file": self.governance_key,
+                "public_key": self.governance_public_key,
+                "approvers_file": self.approvers,
+            },
         )
 
     def remove(self) -> None:

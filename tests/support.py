@@ -21,6 +21,24 @@ def unset(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     monkeypatch.delenv(name)
 
 
+def make_key(path: Path) -> str:
+    """An unencrypted OpenSSH Ed25519 key at `path` (mode 0600), as `ssh-keygen -t ed25519
+    -N ''` writes it; its public line."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+        PublicFormat,
+    )
+
+    key = Ed25519PrivateKey.generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption()))
+    path.chmod(0o600)
+    return key.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
+
+
 def use_workspace(monkeypatch: pytest.MonkeyPatch, home: Path) -> Settings:
     """Point every setting and library at a fresh workspace folder."""
     monkeypatch.setenv("MLOPS_HOME", str(home))

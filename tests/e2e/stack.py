@@ -59,10 +59,19 @@ class Stack:
         """Once the server answers: the work pool, every deployment of prefect.yaml, the Feast
         repository applied, and a process worker."""
         wait_until(self.healthy, 180, "the Prefect server")
-        self.run(str(BIN / "prefect"), "work-pool", "create", "mlops-process", "--type", "process")
+        self.create_work_pool()
         self.run(str(BIN / "prefect"), "--no-prompt", "deploy", "--all")
         self.run(str(BIN / "mlops"), "features", "apply")
         self.start("worker", [str(BIN / "prefect"), "worker", "start", "--pool", "mlops-process"])
+
+    def create_work_pool(self) -> None:
+        """The README's work pool: a process pool whose runs take no command or environment
+        from their caller (work-pool.json)."""
+        self.run(
+            str(BIN / "prefect"),
+            *("work-pool", "create", "mlops-process", "--type", "process", "--overwrite"),
+            *("--base-job-template", str(PROJECT_ROOT / "work-pool.json")),
+        )
 
     def healthy(self) -> bool:
         """Whether the Prefect API answers its health check; an AssertionError with its log if
@@ -186,12 +195,14 @@ class Stack:
         assert completed.returncode == 0, completed.stdout + completed.stderr
         return completed.stdout
 
-    def stop(self) -> None:
+    def stop(self, *names: str) -> None:
+        """Stop the named processes (all of them without a name) and their children."""
+        stopped = [self.processes.pop(name) for name in names or list(self.processes)]
         # SIGINT first: `prefect worker start` may hang on SIGTERM.
-        for process in self.processes.values():
+        for process in stopped:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGINT)
-        for process in self.processes.values():
+        for process in stopped:
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:

@@ -1,9 +1,10 @@
 """The closed loop on a real production stack, `prefect deploy --all`, a worker and real events.
 
-Baseline trained under the manual policy -> the approval run suspends -> `mlops approve` ->
-champion served -> concept drift -> monitoring emits `mlops.drift.detected` -> the trigger starts
-exactly one retraining run -> promotion -> `mlops.model.promoted` -> the redeploy run reloads the
-service -> the service serves the new version; a forced smoke failure rolls back.
+Under the production profile's manual policy: baseline trained -> the approval run suspends ->
+`mlops approve` -> champion served -> concept drift -> monitoring emits `mlops.drift.detected` ->
+the trigger starts exactly one retraining run -> approval -> `mlops.model.promoted` -> the
+redeploy run reloads the service -> the service serves the new version; a redeploy while the
+service is down rolls back.
 
 On the production profile only: it is the one with every part a team deploys (MLflow with basic
 auth and Prefect on PostgreSQL, Feast SQL registry, Redis). The same flows on embedded defaults
@@ -60,6 +61,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     environment = base_environment(folder, workspace) | resources.environment()
     environment["PREFECT_API_URL"] = f"http://127.0.0.1:{resources.prefect_port}/api"
     environment["PREFECT_API_AUTH_STRING"] = resources.prefect_auth  # worker, deploy, API calls
+    environment["MLOPS_PROMOTION_POLICY"] = "manual"  # the production default: a person decides
     stack = Stack(folder, environment)
     try:
         stack.run(str(BIN / "mlops"), "stack", "up")
@@ -77,15 +79,11 @@ def _deployment_id(stack: Stack, flow: str, name: str) -> str:
 
 
 def _run_deployment(
-    stack: Stack,
-    flow: str,
-    name: str,
-    parameters: dict[str, Any],
-    job_variables: dict[str, Any] | None = None,
+    stack: Stack, flow: str, name: str, parameters: dict[str, Any]
 ) -> dict[str, Any]:
     """Create a run of a deployment (what the UI's 'Quick run' does) and wait for its end."""
     deployment = _deployment_id(stack, flow, name)
-    body = {"parameters": parameters, "job_variables": job_variables or {}}
+    body = {"parameters": parameters}
     run = stack.api("POST", f"/deployments/{deployment}/create_flow_run", json=body)
     return _wait_for_run(stack, str(run["id"]))
 
@@ -123,9 +121,11 @@ def _served_version(url: str) -> str | None:
         return None
 
 
-def _approve_on_request(stack: Stack, started: datetime) -> str:
-    """The approval run the request started suspends (its process exits); `mlops approve`
-    resumes it and it promotes. The version approved."""
+def _approve_on_request(stack: Stack, started: datetime, forged_first: bool = False) -> str:
+    """The approval run the request started suspends (its process exits); `mlops approve`,
+    signed with the approver's key, resumes it and it promotes. With `forged_first`, a
+    decision sent straight to the API in the approver's name comes first: the run refuses it
+    and suspends again. The version approved."""
     (requested, *_) = wait_until(
         lambda: stack.events("mlops.model.approval_requested", started), 60, "approval request"
     )
@@ -137,22 +137,28 @@ def _approve_on_request(stack: Stack, started: datetime) -> str:
         return mine[0] if mine and mine[0]["state"]["name"] == "Suspended" else None
 
     waiting = wait_until(suspended, 120, f"the approval run of v{version} to suspend")
+    if forged_first:
+        forged = {"decision": "approve", "approver": "e2e", "reason": "no review"}
+        stack.api("POST", f"/flow_runs/{waiting['id']}/resume", json={"run_input": forged})
+        wait_until(suspended, 120, f"the approval run of v{version} to suspend again")
     stack.run(str(BIN / "mlops"), "approve", version, "--reason", "e2e review", "--approver", "e2e")
     finished = _wait_for_run(stack, waiting["id"])
     assert finished["state"]["type"] == "COMPLETED", stack.log("worker")
     history = stack.run(
         str(BIN / "mlops"), "history", "--version", version, extra={"COLUMNS": "250"}
     )
-    for action in ("approval_requested", "approved", "promoted"):
-        assert action in history
+    actions = ["approval_requested", "approved", "promoted", "e2e (key SHA256:"]
+    if forged_first:
+        actions += ["decision_refused", "is not signed"]
+    for action in actions:
+        assert action in history, history
     return version
 
 
 def test_the_closed_loop(stack: Stack) -> None:
     figures: dict[str, float] = {}
     started = datetime.now(UTC)
-    # A cron deployment, run on demand: the baseline, trained before the drift, under the
-    # manual policy set per run through the work pool's job variables.
+    # A cron deployment, run on demand: the baseline, trained before the drift.
     baseline = _run_deployment(
         stack,
         "train-churn-model",
@@ -163,10 +169,9 @@ def test_the_closed_loop(stack: Stack) -> None:
                 "reason": "e2e-baseline",
             }
         },
-        job_variables={"env": {"MLOPS_PROMOTION_POLICY": "manual"}},
     )
     assert baseline["state"]["type"] == "COMPLETED", stack.log("worker")
-    assert _approve_on_request(stack, started) == "1"
+    assert _approve_on_request(stack, started, forged_first=True) == "1"
     (promoted, *_) = wait_until(
         lambda: stack.events("mlops.model.promoted", started), 60, "the promotion event"
     )
@@ -200,7 +205,8 @@ def test_the_closed_loop(stack: Stack) -> None:
         datetime.fromisoformat(retrain["start_time"]) - datetime.fromisoformat(drift["occurred"])
     ).total_seconds()
 
-    # Promotion -> redeploy -> the service answers with the new version.
+    # Approval -> promotion -> redeploy -> the service answers with the new version.
+    assert _approve_on_request(stack, started) == "2"
     (promoted, *_) = wait_until(
         lambda: stack.events("mlops.model.promoted", started), 60, "promotion"
     )
@@ -218,20 +224,25 @@ def test_the_closed_loop(stack: Stack) -> None:
     time.sleep(5)  # the debounce window is an hour: give any extra trigger time to show itself
     assert len(_runs_of(stack, "retrain-on-drift", "on-drift")) == 1  # six events, one run
 
-    # A forced smoke failure rolls back to v1 and says so.
+    # A redeploy that cannot reach the service rolls back to v1 and says so; the service,
+    # started again, serves v1.
+    stack.stop("service")
     rollback_started = datetime.now(UTC)
-    forced = _run_deployment(
+    failed = _run_deployment(
         stack,
         "redeploy-churn-model",
         "on-promotion",
-        {"parameters": {"version": "2", "previous_version": "1", "force_smoke_failure": True}},
+        {"parameters": {"version": "2", "previous_version": "1"}},
     )
-    assert forced["state"]["type"] == "FAILED"
+    assert failed["state"]["type"] == "FAILED"
+    assert "champion moved back from v2 to v1" in failed["state"]["message"]
     (rolled_back, *_) = wait_until(
         lambda: stack.events("mlops.model.rolled_back", rollback_started), 60, "rollback event"
     )
     assert rolled_back["payload"]["restored_version"] == "1"
-    assert wait_until(lambda: _served_version(service) == "1", 60, "the service to serve v1")
+    assert "not reachable" in rolled_back["payload"]["reason"]
+    stack.start("service", [str(BIN / "mlops"), "serve"])
+    assert wait_until(lambda: _served_version(service), 120, "the service again") == "1"
 
     # An event about another model, without a window, still starts a run: it fails at once
     # and names the field (a failing template would have created no run and said nothing).
@@ -245,6 +256,9 @@ def test_the_closed_loop(stack: Stack) -> None:
     bad = _wait_for_run(stack, bad["id"])
     assert bad["state"]["type"] == "FAILED"
     assert "field 'window_end'" in bad["state"]["message"]
+    # Exit 0: every entry's hash, chain and signature checked (exit 4 names any problem).
+    verified = stack.run(str(BIN / "mlops"), "history", "--verify", extra={"COLUMNS": "250"})
+    assert "TAMPERED" not in verified
     print(f"figures: {figures}")
     Path(stack.folder / "figures.txt").write_text(str(figures))
 
@@ -280,3 +294,44 @@ def test_deploying_twice_leaves_the_deployments_of_one_deploy(stack: Stack) -> N
     assert len(once["automations"]) >= 3  # drift, promotion, approval triggers
     stack.run(str(BIN / "prefect"), "--no-prompt", "deploy", "--all")
     assert _deployed(stack) == once
+
+
+@pytest.mark.parametrize(
+    ("deployment", "body", "status", "refusal"),
+    [
+        # A shell command on the worker, whose environment holds the stack's credentials.
+        (
+            ("train-churn-model", "weekly"),
+            {"job_variables": {"command": "touch /tmp/mlops-owned"}},
+            422,
+            "command",
+        ),
+        # Another policy, or another tracking server, for one run.
+        (
+            ("train-churn-model", "weekly"),
+            {"job_variables": {"env": {"MLOPS_PROMOTION_POLICY": "auto"}}},
+            422,
+            "env",
+        ),
+        # The reload token sent to another address: the URL is a setting, not a parameter.
+        # (Prefect answers a parameter that fails the deployment's schema with 409.)
+        (
+            ("redeploy-churn-model", "on-promotion"),
+            {"parameters": {"parameters": {"version": "2", "service_url": "http://evil"}}},
+            409,
+            "service_url",
+        ),
+    ],
+)
+def test_a_run_cannot_bring_its_own_command_environment_or_parameters(
+    stack: Stack, deployment: tuple[str, str], body: dict[str, Any], status: int, refusal: str
+) -> None:
+    """What the work pool's template (work-pool.json) and the flows' parameter schemas refuse,
+    at the API, before any run exists."""
+    deployment_id = _deployment_id(stack, *deployment)
+    before = _runs_of(stack, *deployment)
+    with pytest.raises(httpx.HTTPStatusError) as raised:
+        stack.api("POST", f"/deployments/{deployment_id}/create_flow_run", json=body)
+    assert raised.value.response.status_code == status, raised.value.response.text
+    assert refusal in raised.value.response.text
+    assert _runs_of(stack, *deployment) == before

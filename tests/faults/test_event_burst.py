@@ -37,7 +37,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stack.start_prefect_server()
         wait_until(stack.healthy, 180, "the Prefect server")
         print(f"\nprefect server healthy after {time.monotonic() - started:.1f} s")
-        stack.run(str(BIN / "prefect"), "work-pool", "create", "mlops-process", "--type", "process")
+        stack.create_work_pool()
         stack.run(str(BIN / "prefect"), "--no-prompt", "deploy", "--all")
         yield stack
     finally:
@@ -55,7 +55,7 @@ def test_deploying_without_the_project_directory_is_refused_and_stores_nothing(
     try:
         stack.start_prefect_server()
         wait_until(stack.healthy, 180, "the Prefect server")
-        stack.run(str(BIN / "prefect"), "work-pool", "create", "mlops-process", "--type", "process")
+        stack.create_work_pool()
         refused = subprocess.run(
             [str(BIN / "prefect"), "--no-prompt", "deploy", "--all"],
             cwd=PROJECT_ROOT,

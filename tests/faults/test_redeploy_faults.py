@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from flows import features, registry
+from flows import events, features, registry
 from flows.redeploy import sample_customers
 from flows.redeploy_flow import RedeployFailedError, RedeployParameters, redeploy
 from flows.service_contract import HEALTH, PREDICT, RELOAD, PredictionLog, reload_token
@@ -25,7 +25,13 @@ from flows.service_runner import running_service
 from flows.settings import Settings
 from flows.simulate import SimulationSpec
 from flows.workspace import Workspace
-from tests.support import SMALL, promote_for_set_up, seed_workspace, use_workspace
+from tests.support import (
+    SMALL,
+    promote_for_set_up,
+    seed_workspace,
+    use_workspace,
+    wait_for_event,
+)
 
 pytestmark = [pytest.mark.faults, pytest.mark.usefixtures("prefect_server")]
 
@@ -139,7 +145,7 @@ def test_redeploy_of_a_version_that_fails_to_load_rolls_back(
         promote_for_set_up(_client(settings), "churn", V2, "gates passed")
         corrupt_model(V2)
         with pytest.raises(RedeployFailedError) as raised:
-            redeploy(RedeployParameters(version=V2, previous_version=V1, service_url=url))
+            redeploy(RedeployParameters(version=V2, previous_version=V1))
         message = str(raised.value)
         print(f"\nredeploy of an unloadable version: {message}")
         assert "answered 409: " in message
@@ -155,8 +161,8 @@ def test_redeploy_of_a_version_that_fails_to_load_rolls_back(
 
 @pytest.fixture
 def damage_online_rows(settings: Settings) -> Iterator[Callable[..., int]]:
-    """Delete a view's online rows of some customers, or store a null for one feature of
-    theirs; put back exactly those rows afterwards."""
+    """Delete a view's online rows of some customers, store a null for one feature of theirs,
+    or multiply one numeric feature of theirs by ten; put back exactly those rows afterwards."""
     from feast.infra.key_encoding_utils import serialize_entity_key
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
@@ -168,19 +174,39 @@ def damage_online_rows(settings: Settings) -> Iterator[Callable[..., int]]:
         entity = EntityKey(join_keys=["customer_id"], entity_values=[Value(int64_val=customer)])
         return serialize_entity_key(entity, entity_key_serialization_version=3)
 
-    def apply(view: str, customers: list[int], null_feature: str | None = None) -> int:
+    def tenfold(stored: bytes) -> bytes:
+        value = Value.FromString(stored)
+        kind = value.WhichOneof("val")
+        setattr(value, kind, getattr(value, kind) * 10 + 10)
+        return value.SerializeToString()
+
+    def apply(
+        view: str,
+        customers: list[int],
+        null_feature: str | None = None,
+        changed_feature: str | None = None,
+    ) -> int:
         table = f"churn_{view}"
         keys = [key(customer) for customer in customers]
         where = f"entity_key IN ({','.join('?' * len(keys))})"
         with sqlite3.connect(database) as connection:
             rows = connection.execute(f"SELECT * FROM {table} WHERE {where}", keys).fetchall()  # noqa: S608 - test names
-            if null_feature is None:
-                connection.execute(f"DELETE FROM {table} WHERE {where}", keys)  # noqa: S608
-            else:  # what Feast stores for a null source value: an empty Value
+            if null_feature is not None:  # what Feast stores for a null source value
                 connection.execute(
                     f"UPDATE {table} SET value = ? WHERE feature_name = ? AND {where}",  # noqa: S608
                     [Value().SerializeToString(), null_feature, *keys],
                 )
+            elif changed_feature is not None:
+                changed = connection.execute(
+                    f"SELECT entity_key, value FROM {table} WHERE feature_name = ? AND {where}",  # noqa: S608
+                    [changed_feature, *keys],
+                ).fetchall()
+                connection.executemany(
+                    f"UPDATE {table} SET value = ? WHERE feature_name = ? AND entity_key = ?",  # noqa: S608
+                    [(tenfold(value), changed_feature, entity) for entity, value in changed],
+                )
+            else:
+                connection.execute(f"DELETE FROM {table} WHERE {where}", keys)  # noqa: S608
         saved.append((table, keys, rows))
         return len(rows)
 
@@ -252,7 +278,7 @@ def test_redeploy_detects_missing_online_rows_and_rolls_back(
         # A partial materialization: the activity view lost the smoke sample's rows.
         assert damage_online_rows("customer_activity", SMOKE_SAMPLE[:5]) > 0
         with pytest.raises(RedeployFailedError) as raised:
-            redeploy(RedeployParameters(version=V2, previous_version=V1, service_url=url))
+            redeploy(RedeployParameters(version=V2, previous_version=V1))
         message = str(raised.value)
         print(f"\nredeploy with missing online rows: {message}")
         assert "answered 404" in message
@@ -261,3 +287,37 @@ def test_redeploy_detects_missing_online_rows_and_rolls_back(
         assert served(url) == V1
     assert champion(settings) == V1
     assert tags(settings, V2)["status"] == "rolled_back"
+
+
+def test_online_features_that_disagree_with_offline_fail_the_skew_check_and_roll_back(
+    settings: Settings, damage_online_rows: Callable[..., int]
+) -> None:
+    make_champion(settings, V1)
+    started = datetime.now(UTC)
+    with running_service(settings) as url:
+        promote_for_set_up(_client(settings), "churn", V2, "gates passed")
+        # The online store holds other values than the offline source for the smoke sample.
+        changed = damage_online_rows(
+            "customer_activity", SMOKE_SAMPLE, changed_feature="days_since_last_login"
+        )
+        assert changed > 0
+        with pytest.raises(RedeployFailedError) as raised:
+            redeploy(RedeployParameters(version=V2, previous_version=V1))
+        message = str(raised.value)
+        assert "online and offline scores differ for " in message
+        assert "champion moved back from v2 to v1; the service now serves v1" in message
+        assert served(url) == V1
+    assert champion(settings) == V1
+    failed, restored = tags(settings, V2), tags(settings, V1)
+    assert failed["status"] == "rolled_back"
+    assert "online and offline scores differ" in failed["status_reason"]
+    assert failed["rolled_back_by"].startswith("redeploy-rollback:")
+    assert (restored["status"], restored["promoted_by"]) == ("champion", failed["rolled_back_by"])
+    (event,) = [
+        e
+        for e in wait_for_event(events.MODEL_ROLLED_BACK, since=started)
+        if e.payload.get("version") == V2
+    ]
+    assert event.resource.id == "mlops.model.churn"
+    assert event.payload["restored_version"] == V1
+    assert "online and offline scores differ" in event.payload["reason"]

@@ -20,7 +20,14 @@ from flows.approval_flow import ApprovalOutcome, approve_churn_model
 from flows.cli import app
 from flows.settings import Settings
 from flows.training_flow import TrainingOutcome, TrainingParameters, train_churn_model
-from tests.support import END_OF_DATA, champion_of, mlflow_client, seed_workspace, use_workspace
+from tests.support import (
+    END_OF_DATA,
+    champion_of,
+    make_key,
+    mlflow_client,
+    seed_workspace,
+    use_workspace,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
 
@@ -217,3 +224,65 @@ def test_cli_decides_directly_when_no_run_waits(
     assert shown.exit_code == 0, shown.output
     for action in ("registered", "approval_requested", "approval_rejected", "carol"):
         assert action in shown.output
+
+
+def _wait_for_refusals(settings: Settings, version: str, count: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while _actions(settings, version).count("decision_refused") < count:
+        assert time.monotonic() < deadline, f"no {count} refused decisions on v{version}"
+        time.sleep(0.5)
+
+
+def test_with_an_approvers_file_only_a_signed_decision_counts(
+    manual: Settings,
+    approval_runs: ApprovalRuns,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The attack of issue 15: anyone who can resume the run names an approver. With an
+    approvers file the flow checks the approver's signature of this decision."""
+    alice = make_key(tmp_path / "alice")
+    make_key(tmp_path / "mallory")
+    (tmp_path / "approvers").write_text(f"# who may decide\nalice {alice}\n")
+    monkeypatch.setenv("MLOPS_GOVERNANCE__APPROVERS_FILE", str(tmp_path / "approvers"))
+    outcome = _challenger(manual)
+    before = champion_of(manual)
+    run_id, thread = approval_runs.start(outcome.version)
+
+    # Straight to the API, naming alice: refused, recorded, and the run waits again.
+    from prefect.flow_runs import resume_flow_run
+
+    form = {"decision": "approve", "approver": "alice", "reason": "trust me"}
+    resume_flow_run(UUID(run_id), run_input=form)
+    _wait_for_refusals(manual, outcome.version, 1)
+    assert champion_of(manual) == before
+
+    # Signed, but with another key than alice's: refused too, and the CLI says why.
+    def approve(reason: str, key: str) -> Any:
+        arguments = ["approve", outcome.version, "--reason", reason, "--approver", "alice"]
+        return CliRunner().invoke(app, [*arguments, "--key", str(tmp_path / key)])
+
+    forged = approve("trust me", "mallory")
+    assert forged.exit_code == 1, forged.output
+    assert "does not verify with 'alice''s key" in " ".join(forged.output.split())
+    assert champion_of(manual) == before
+
+    signed = approve("holdout reviewed", "alice")
+    thread.join(timeout=60)
+
+    assert signed.exit_code == 0, signed.output
+    assert champion_of(manual) == outcome.version
+    tags = governance.version_tags(mlflow_client(manual), manual.mlflow.model_name, outcome.version)
+    assert tags["decided_by"].startswith("alice (key SHA256:")
+    entries = history.read(mlflow_client(manual), manual.mlflow.model_name, outcome.version)
+    assert [e.action for e in entries] == [
+        "registered",
+        "approval_requested",
+        "decision_refused",
+        "decision_refused",
+        "approved",
+        "promoted",
+    ]
+    assert "is not signed" in entries[2].reason
+    assert entries[2].evidence["claimed_approver"] == "alice"
+    assert entries[-1].actor == tags["decided_by"]

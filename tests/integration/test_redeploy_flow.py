@@ -106,7 +106,7 @@ def _closed_port() -> int:
 def test_redeploy_serves_the_champion_and_online_scores_match_offline(
     deployed: Settings, service: str
 ) -> None:
-    outcome = redeploy(RedeployParameters(version=V2, previous_version=V1, service_url=service))
+    outcome = redeploy(RedeployParameters(version=V2, previous_version=V1))
 
     assert outcome.version == V2
     check = outcome.skew_check
@@ -119,41 +119,16 @@ def test_redeploy_serves_the_champion_and_online_scores_match_offline(
     assert _tags(deployed, V2)["status"] == "champion"
 
 
-def test_forced_smoke_failure_rolls_back_to_the_previous_champion(
-    deployed: Settings, service: str
-) -> None:
-    started = datetime.now(UTC)
-    parameters = RedeployParameters(
-        version=V2, previous_version=V1, service_url=service, force_smoke_failure=True
-    )
-    state = redeploy(parameters, return_state=True)
-
-    assert state.is_failed()
-    assert "force_smoke_failure=True" in str(state.message)
-    assert "champion moved back from v2 to v1" in str(state.message)
-    assert _champion(deployed) == V1
-    assert _served_version(deployed, service) == V1
-    failed, restored = _tags(deployed, V2), _tags(deployed, V1)
-    assert failed["status"] == "rolled_back"
-    assert "force_smoke_failure=True" in failed["status_reason"]
-    assert failed["rolled_back_by"].startswith("redeploy-rollback:")
-    assert restored["status"] == "champion"
-    assert restored["promoted_by"] == failed["rolled_back_by"]
-    event = _rolled_back_event(started, V2)
-    assert event.resource.id == "mlops.model.churn"
-    assert event.payload["restored_version"] == V1
-    assert "force_smoke_failure=True" in event.payload["reason"]
-
-
 def test_unreachable_service_rolls_back_and_reports_the_failed_reload(
     deployed: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MLOPS_SERVING__RELOAD_TOKEN", "test-token")
     started = datetime.now(UTC)
     url = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("MLOPS_SERVING__URL", url)
 
     with pytest.raises(RedeployFailedError, match=r"not reachable") as raised:
-        redeploy(RedeployParameters(version=V2, previous_version=V1, service_url=url))
+        redeploy(RedeployParameters(version=V2, previous_version=V1))
 
     message = str(raised.value)
     assert url in message
@@ -172,9 +147,10 @@ def test_without_a_previous_version_the_alias_stays_but_the_failure_is_told(
     monkeypatch.setenv("MLOPS_SERVING__RELOAD_TOKEN", "test-token")
     started = datetime.now(UTC)
     url = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("MLOPS_SERVING__URL", url)
 
     with pytest.raises(RedeployFailedError, match=r"no previous version to restore"):
-        redeploy(RedeployParameters(version=V2, service_url=url))
+        redeploy(RedeployParameters(version=V2))
 
     assert _champion(deployed) == V2
     tags = _tags(deployed, V2)
@@ -203,12 +179,15 @@ def test_without_a_previous_version_the_alias_stays_but_the_failure_is_told(
     ],
 )
 def test_parameters_that_disagree_with_the_registry_stop_before_any_change(
-    deployed: Settings, parameters: RedeployParameters, message: str
+    deployed: Settings,
+    parameters: RedeployParameters,
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     before = snapshot(deployed)
-    closed = parameters.model_copy(update={"service_url": f"http://127.0.0.1:{_closed_port()}"})
+    monkeypatch.setenv("MLOPS_SERVING__URL", f"http://127.0.0.1:{_closed_port()}")
 
     with pytest.raises(RedeployParameterError, match=message):
-        redeploy(closed)
+        redeploy(parameters)
 
     assert snapshot(deployed) == before

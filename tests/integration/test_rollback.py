@@ -92,9 +92,7 @@ def _the_flow_restores_a_named_version_and_redeploys_it(settings: Settings) -> N
     assert champion_of(settings) == "1"
     with running_service(settings) as url:
         outcome = rollback_churn_model(
-            RollbackParameters(
-                requested_by="erin", reason="v2 was fine after all", to_version="2", service_url=url
-            )
+            RollbackParameters(requested_by="erin", reason="v2 was fine after all", to_version="2")
         )
         with ServiceClient(url, token="", timeout=5.0) as service:  # health needs no token
             served = service.health().model_version

@@ -25,7 +25,6 @@ from flows.redeploy import (
     Rollback,
     champion_mismatch,
     compare_scores,
-    fail_on_purpose,
     sample_customers,
 )
 
@@ -199,15 +198,6 @@ def test_compare_scores_explains_a_mismatch() -> None:
 
 def test_compare_scores_passing_reason_counts_customers() -> None:
     assert compare_scores({1: 0.5}, {1: 0.5}).reason.startswith("1 customers agree within 1e-06")
-
-
-def test_fail_on_purpose_keeps_the_observations() -> None:
-    check = compare_scores({1: 0.5}, {1: 0.5})
-    forced = fail_on_purpose(check)
-    assert not forced.passed
-    assert (forced.compared, forced.mismatched) == (check.compared, check.mismatched)
-    assert "force_smoke_failure=True" in forced.reason
-    assert check.reason in forced.reason
 
 
 def test_skew_row_names_every_value() -> None:

@@ -121,6 +121,38 @@ def test_no_deployed_flow_takes_a_decision_as_a_parameter() -> None:
     ]
 
 
+@pytest.mark.parametrize("deployment", _deployments(), ids=_ids())
+def test_parameters_refuse_unknown_fields_and_name_no_service_url(
+    deployment: dict[str, Any],
+) -> None:
+    """A run cannot bring a parameter its flow does not declare (a removed `service_url`, a
+    typo): the parameter models say so in the deployment's schema."""
+    from prefect.utilities.callables import parameter_schema
+
+    schema = parameter_schema(_flow(deployment["entrypoint"]).fn).model_dump()
+    for model in schema.get("definitions", {}).values():
+        if model.get("type") == "object" and "properties" in model:
+            assert model.get("additionalProperties") is False, model["title"]
+            assert not {"service_url", "force_smoke_failure"} & set(model["properties"])
+
+
+def test_the_work_pool_template_takes_no_command_or_environment_from_a_run() -> None:
+    import asyncio
+    import json
+
+    from prefect.workers.process import ProcessJobConfiguration
+
+    template = json.loads((PROJECT_ROOT / "work-pool.json").read_text())
+    variables = template["variables"]
+    assert variables["additionalProperties"] is False
+    assert not {"command", "env", "working_dir"} & set(variables["properties"])
+    assert not {"command", "env", "working_dir"} & set(template["job_configuration"])
+    # What the worker builds from it: its own command, its own environment.
+    configuration = asyncio.run(ProcessJobConfiguration.from_template_and_values(template, {}))
+    assert (configuration.command, configuration.env, configuration.working_dir) == (None, {}, None)
+    assert _document()["definitions"]["work_pools"]["process"]["job_variables"] == {}
+
+
 def test_pull_step_takes_the_project_directory_from_the_environment() -> None:
     (step,) = _document()["pull"]
     directory = step["prefect.deployments.steps.set_working_directory"]["directory"]

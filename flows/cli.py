@@ -340,7 +340,7 @@ def serve(
     from flows import registry, serving
     from flows.service_contract import HEALTH, PREDICT, RELOAD, token_path
 
-    settings = load_settings()
+    settings = load_settings(scoring=True)  # production: the read-only scoring account
     chosen = {"host": host, "port": port}
     serving_settings = settings.serving.model_copy(
         update={name: value for name, value in chosen.items() if value is not None}

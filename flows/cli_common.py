@@ -25,8 +25,9 @@ EXIT_REJECTED = 3
 EXIT_NOT_REPRODUCED = 4
 
 
-def load_settings(runs_flows: bool = False) -> Settings:
-    """Settings from the environment, the workspace ready, the Prefect API chosen."""
+def load_settings(runs_flows: bool = False, scoring: bool = False) -> Settings:
+    """Settings from the environment, the workspace ready, the Prefect API chosen (`scoring`:
+    the process logs in to MLflow as the scoring service)."""
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
@@ -40,7 +41,7 @@ def load_settings(runs_flows: bool = False) -> Settings:
         raise typer.Exit(EXIT_FAILED) from None
     from flows import runtime
 
-    api = run_step("prepare workspace", lambda: runtime.prepare(settings))
+    api = run_step("prepare workspace", lambda: runtime.prepare(settings, scoring))
     if runs_flows:
         console.print(f"  flow runs go to {api}")
     return settings

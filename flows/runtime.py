@@ -21,10 +21,11 @@ class FlowParameters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def prepare(settings: Settings) -> str:
-    """Create the workspace, export the libraries' environment, pick the Prefect API."""
+def prepare(settings: Settings, scoring: bool = False) -> str:
+    """Create the workspace, export the libraries' environment (`scoring`: with the scoring
+    service's MLflow login), pick the Prefect API."""
     Workspace(settings.home_resolved).ensure()  # Prefect needs its home before it is imported
-    settings.export_library_environment()
+    settings.export_library_environment(scoring)
     if os.environ.get("PREFECT_API_URL"):
         return f"Prefect API {os.environ['PREFECT_API_URL']} (from PREFECT_API_URL)"
     if settings.prefect.api_url:

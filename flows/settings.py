@@ -120,8 +120,45 @@ class MlflowSettings(Group):
     admin_password: SecretStr | None = Field(
         default=None,
         description="Password of that admin user (12 characters or more; the stack refuses "
-        "to start without one or with a well-known default); the flows log in with it.",
+        "to start without one or with a well-known default). Only `mlops stack up` uses it: to "
+        "create the role accounts below.",
     )
+    governance_username: str = Field(
+        default="mlops-governance",
+        description="The account of the worker and of `mlops` commands: it creates the "
+        "experiments and the registered model, so it alone (besides the admin) may write them "
+        "and move their aliases.",
+    )
+    governance_password: SecretStr | None = Field(
+        default=None,
+        description="Its password (12 characters or more; `mlops stack up` creates or updates "
+        "the account with it).",
+    )
+    scoring_username: str = Field(
+        default="mlops-scoring",
+        description="The account of `mlops serve`: it reads, as every account does by default "
+        "(MLflow's default permission READ), and writes nothing.",
+    )
+    scoring_password: SecretStr | None = Field(
+        default=None, description="Its password (12 characters or more; `mlops stack up` too)."
+    )
+    username: str | None = Field(
+        default=None,
+        description="A person's own MLflow login: when set with `password`, every command uses "
+        "it instead of the role accounts (read-only unless the admin granted more).",
+    )
+    password: SecretStr | None = Field(default=None, description="Its password.")
+
+    def login(self, scoring: bool = False) -> tuple[str, SecretStr] | None:
+        """The account this process logs in with: a person's own, else the scoring service's
+        (for `mlops serve`) or the governance account's."""
+        if self.username and self.password:
+            return self.username, self.password
+        if scoring and self.scoring_password:
+            return self.scoring_username, self.scoring_password
+        if self.governance_password:
+            return self.governance_username, self.governance_password
+        return None
 
 
 class TrainingSettings(Group):
@@ -483,8 +520,9 @@ class Settings(BaseSettings):
     def suite_path(self, suite: str) -> Path:
         return self.expectations.folder / f"{suite}.json"
 
-    def library_environment(self) -> dict[str, str]:
-        """Environment the libraries read: telemetry off, side files inside the workspace."""
+    def library_environment(self, scoring: bool = False) -> dict[str, str]:
+        """Environment the libraries read: telemetry off, side files inside the workspace; in
+        production the MLflow login of this process's role (`scoring`: the scoring service)."""
         home = self.home_resolved
         return {
             "MLOPS_HOME": str(home),  # features/feature_store.yaml and definitions read it
@@ -508,16 +546,17 @@ class Settings(BaseSettings):
             "MPLBACKEND": "Agg",
             # Feast's own switch: FeatureStore(repo_path=...) and the Feast CLI read it.
             "FEAST_FS_YAML_FILE_PATH": str(self.feature_store_yaml),
-        } | (self._production_environment() if self.is_production else {})
+        } | (self._production_environment(scoring) if self.is_production else {})
 
-    def _production_environment(self) -> dict[str, str]:
+    def _production_environment(self, scoring: bool) -> dict[str, str]:
         """What features/production/feature_store.yaml expands, and the MLflow and Prefect
         logins."""
         login = {}
-        if self.mlflow.admin_password is not None:
+        account = self.mlflow.login(scoring)
+        if account is not None:
             login = {
-                "MLFLOW_TRACKING_USERNAME": self.mlflow.admin_username,
-                "MLFLOW_TRACKING_PASSWORD": self.mlflow.admin_password.get_secret_value(),
+                "MLFLOW_TRACKING_USERNAME": account[0],
+                "MLFLOW_TRACKING_PASSWORD": account[1].get_secret_value(),
             }
         if self.prefect.auth_string is not None:
             login["PREFECT_API_AUTH_STRING"] = self.prefect.auth_string.get_secret_value()
@@ -527,9 +566,9 @@ class Settings(BaseSettings):
             "FEAST_REDIS_CONNECTION_STRING": self.redis.connection_string(),
         }
 
-    def export_library_environment(self) -> None:
+    def export_library_environment(self, scoring: bool = False) -> None:
         """Set the libraries' environment at the entry point; values the user set win."""
-        for name, value in self.library_environment().items():
+        for name, value in self.library_environment(scoring).items():
             os.environ.setdefault(name, value)
         # The workspace and tracking store are ours to decide, not a stale shell's.
         os.environ["MLOPS_HOME"] = str(self.home_resolved)

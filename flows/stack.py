@@ -29,6 +29,7 @@ from flows.workspace import Workspace
 
 if TYPE_CHECKING:
     import psycopg
+    from pydantic import SecretStr
 
 MLFLOW, PREFECT, POSTGRES, REDIS = "mlflow", "prefect", "postgres", "redis"
 SERVERS = (MLFLOW, PREFECT)
@@ -85,21 +86,70 @@ def stack_folder(settings: Settings) -> Path:
     return Workspace(settings.home_resolved).root / "stack"
 
 
-def check_admin_password(settings: Settings) -> str:
-    """The MLflow admin password, or an error when it is missing, short or well known."""
-    secret = settings.mlflow.admin_password
+def _strong(secret: SecretStr | None, variable: str, what: str) -> str:
+    """A password, or an error when it is missing, short or well known."""
     if secret is None or not secret.get_secret_value():
         raise StackError(
-            "No MLflow admin password: set MLOPS_MLFLOW__ADMIN_PASSWORD (12 characters or "
-            "more, not a default) before `mlops stack up`; the flows log in with it."
+            f"No {what}: set {variable} (12 characters or more, not a default) before "
+            "`mlops stack up`."
         )
     password = secret.get_secret_value()
     if len(password) < MIN_PASSWORD_LENGTH or password.lower() in WELL_KNOWN_PASSWORDS:
         raise StackError(
-            "MLOPS_MLFLOW__ADMIN_PASSWORD is too short or a well-known default: choose one of "
+            f"{variable} is too short or a well-known default: choose one of "
             f"{MIN_PASSWORD_LENGTH} characters or more, e.g. `openssl rand -hex 16`."
         )
     return password
+
+
+def check_admin_password(settings: Settings) -> str:
+    """The MLflow admin password: only `stack up` uses it, to create the role accounts."""
+    return _strong(
+        settings.mlflow.admin_password, "MLOPS_MLFLOW__ADMIN_PASSWORD", "MLflow admin password"
+    )
+
+
+def role_accounts(settings: Settings) -> dict[str, str]:
+    """The MLflow accounts `stack up` creates, by user name: the governance account (worker,
+    `mlops` commands) and the read-only scoring account (`mlops serve`)."""
+    mlflow = settings.mlflow
+    return {
+        mlflow.governance_username: _strong(
+            mlflow.governance_password,
+            "MLOPS_MLFLOW__GOVERNANCE_PASSWORD",
+            "password for the MLflow governance account",
+        ),
+        mlflow.scoring_username: _strong(
+            mlflow.scoring_password,
+            "MLOPS_MLFLOW__SCORING_PASSWORD",
+            "password for the MLflow scoring account",
+        ),
+    }
+
+
+def ensure_accounts(settings: Settings) -> list[str]:
+    """Create each role account, or set its password to the configured one (so `stack up` is
+    safe to run twice and rotates passwords); the names created."""
+    import httpx
+
+    admin = (settings.mlflow.admin_username, check_admin_password(settings))
+    url = f"http://{settings.mlflow.server_host}:{settings.mlflow.server_port}/api/2.0/mlflow"
+    created = []
+    with httpx.Client(base_url=url, auth=admin, timeout=30) as http:
+        for username, password in role_accounts(settings).items():
+            account = {"username": username, "password": password}
+            answer = http.post("/users/create", json=account)
+            if answer.status_code == 200:
+                created.append(username)
+                continue
+            if "RESOURCE_ALREADY_EXISTS" in answer.text:
+                answer = http.patch("/users/update-password", json=account)
+            if answer.status_code != 200:
+                raise StackError(
+                    f"The MLflow server at {url} refused to set up account {username!r} "
+                    f"({answer.status_code}: {answer.text[:300]})."
+                )
+    return created
 
 
 def check_prefect_auth(settings: Settings) -> str:
@@ -247,13 +297,14 @@ def _secret_key(path: Path) -> str:
 
 def _write_auth_config(settings: Settings, path: Path) -> None:
     # No password in the file: the admin's comes from the environment of the server only.
-    # NO_PERMISSIONS: a user the admin creates sees nothing until granted. The credential
+    # READ: every account reads (the scoring service, people) and writes only what it created
+    # (MLflow grants the creator MANAGE), so only the governance account, which creates the
+    # experiments and registered models, writes them and moves their aliases. The credential
     # cache: each request otherwise re-hashes the password (seconds on a loaded machine); one
     # worker, so no other worker can keep a changed password for the cache's minute.
     url = settings.postgres.url("mlflow_auth", "psycopg")
     text = (
-        f"[mlflow]\ndefault_permission = NO_PERMISSIONS\ndatabase_uri = {url}\n"
-        "auth_cache_ttl_seconds = 60\n"
+        f"[mlflow]\ndefault_permission = READ\ndatabase_uri = {url}\nauth_cache_ttl_seconds = 60\n"
     )
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
@@ -261,8 +312,10 @@ def _write_auth_config(settings: Settings, path: Path) -> None:
 
 
 def up(settings: Settings, say: Callable[[str], None] = lambda _: None) -> list[ServiceStatus]:
-    """Start the servers that are not running, wait until each is healthy; their statuses."""
+    """Start the servers that are not running, wait until each is healthy, set up the MLflow
+    role accounts; their statuses."""
     check_admin_password(settings)
+    role_accounts(settings)
     check_prefect_auth(settings)
     for service in (_postgres_status(settings), _redis_status(settings)):
         if not service.healthy:
@@ -295,6 +348,9 @@ def up(settings: Settings, say: Callable[[str], None] = lambda _: None) -> list[
         for name in started:
             _stop(folder, name)
         raise
+    accounts = ensure_accounts(settings)
+    if accounts:
+        say(f"created MLflow account(s) {', '.join(accounts)}")
     return status(settings)
 
 

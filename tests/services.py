@@ -44,6 +44,8 @@ class ProductionResources:
     mlflow_port: int
     prefect_port: int
     admin_password: str
+    governance_password: str  # the worker's and the CLI's MLflow account
+    scoring_password: str  # the scoring service's, read-only
     prefect_auth: str  # user:password of the Prefect API
     governance_key: Path  # signs the audit history
     governance_public_key: str
@@ -73,6 +75,8 @@ class ProductionResources:
             mlflow_port=free_port(),
             prefect_port=free_port(),
             admin_password=secrets.token_hex(16),
+            governance_password=secrets.token_hex(16),
+            scoring_password=secrets.token_hex(16),
             prefect_auth=f"operator:{secrets.token_hex(16)}",
         )
 
@@ -88,6 +92,8 @@ class ProductionResources:
             "MLOPS_MLFLOW__SERVER_PORT": str(self.mlflow_port),
             "MLOPS_PREFECT__SERVER_PORT": str(self.prefect_port),
             "MLOPS_MLFLOW__ADMIN_PASSWORD": self.admin_password,
+            "MLOPS_MLFLOW__GOVERNANCE_PASSWORD": self.governance_password,
+            "MLOPS_MLFLOW__SCORING_PASSWORD": self.scoring_password,
             "MLOPS_PREFECT__AUTH_STRING": self.prefect_auth,
             "MLOPS_GOVERNANCE__SIGNING_KEY_FILE": str(self.governance_key),
             "MLOPS_GOVERNANCE__PUBLIC_KEY": self.governance_public_key,
@@ -108,6 +114,8 @@ class ProductionResources:
             mlflow={
                 "server_port": self.mlflow_port,
                 "admin_password": self.admin_password,
+                "governance_password": self.governance_password,
+                "scoring_password": self.scoring_password,
             },
             prefect={"server_port": self.prefect_port, "auth_string": self.prefect_auth},
             governance={

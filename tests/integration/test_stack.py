@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import httpx
 import psutil
@@ -91,6 +93,7 @@ def test_up_status_down(resources: ProductionResources) -> None:
                 assert connection.laddr.ip == "127.0.0.1", (process.cmdline(), connection)
 
     _assert_the_prefect_api_needs_the_login_and_a_csrf_token(resources)
+    _assert_only_the_governance_account_writes_what_it_created(resources)
 
     again = _mlops(resources, "stack", "up")
     assert again.returncode == 0
@@ -155,6 +158,57 @@ def _assert_the_prefect_api_needs_the_login_and_a_csrf_token(
         headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"},
     )
     assert preflight.headers.get("access-control-allow-origin") != "http://evil.example"
+
+
+def _assert_only_the_governance_account_writes_what_it_created(
+    resources: ProductionResources,
+) -> None:
+    """The accounts `stack up` made: the governance account creates an experiment, a run and
+    a registered model version and moves its alias; the scoring account and a person the admin
+    added read them, and every write of theirs is refused (403), changing nothing."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    uri = f"http://127.0.0.1:{resources.mlflow_port}"
+    admin = ("admin", resources.admin_password)
+    person = {"username": "mallory", "password": secrets.token_hex(16)}
+    httpx.post(f"{uri}/api/2.0/mlflow/users/create", json=person, auth=admin).raise_for_status()
+
+    def client(username: str, password: str) -> Any:
+        login = {"MLFLOW_TRACKING_USERNAME": username, "MLFLOW_TRACKING_PASSWORD": password}
+        return mock.patch.dict(os.environ, login), MlflowClient(uri)
+
+    login, governance = client("mlops-governance", resources.governance_password)
+    with login:
+        experiment = governance.create_experiment("probe-audit")
+        run = governance.create_run(experiment, tags={"audit.action": "promoted"})
+        governance.create_registered_model("probe")
+        version = governance.create_model_version(
+            "probe", f"runs:/{run.info.run_id}/model", run_id=run.info.run_id
+        ).version
+        governance.set_registered_model_alias("probe", "champion", version)
+
+    for username, password in [
+        ("mlops-scoring", resources.scoring_password),
+        ("mallory", person["password"]),
+    ]:
+        login, other = client(username, password)
+        with login:
+            assert other.get_registered_model("probe").aliases == {"champion": version}
+            assert other.get_run(run.info.run_id).data.tags["audit.action"] == "promoted"
+            writes: list[tuple[Any, tuple[Any, ...]]] = [
+                (other.set_registered_model_alias, ("probe", "champion", version)),
+                (other.delete_registered_model_alias, ("probe", "champion")),
+                (other.set_model_version_tag, ("probe", version, "mlops.model_sha256", "x")),
+                (other.create_run, (experiment,)),
+                (other.set_tag, (run.info.run_id, "audit.action", "rolled_back")),
+            ]
+            for write, arguments in writes:
+                with pytest.raises(MlflowException, match=r"PERMISSION_DENIED|403"):
+                    write(*arguments)
+    with login:
+        assert other.get_registered_model("probe").aliases == {"champion": version}
+        assert len(other.search_runs([experiment])) == 1
 
 
 def _csrf(api: str, login: dict[str, str]) -> dict[str, str]:

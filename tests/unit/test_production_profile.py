@@ -26,6 +26,8 @@ def production(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
     monkeypatch.setenv("MLOPS_POSTGRES__PASSWORD", SECRET)
     monkeypatch.setenv("MLOPS_REDIS__PASSWORD", "redis-" + SECRET)
     monkeypatch.setenv("MLOPS_MLFLOW__ADMIN_PASSWORD", "mlflow-" + SECRET)
+    monkeypatch.setenv("MLOPS_MLFLOW__GOVERNANCE_PASSWORD", "governance-" + SECRET)
+    monkeypatch.setenv("MLOPS_MLFLOW__SCORING_PASSWORD", "scoring-" + SECRET)
     monkeypatch.setenv("MLOPS_PREFECT__AUTH_STRING", "operator:prefect-" + SECRET)
     return Settings()
 
@@ -57,9 +59,40 @@ def test_production_environment_feeds_the_feast_file_and_the_mlflow_login(
     )
     assert environment["FEAST_PROJECT_NAME"] == "churn"
     assert environment["FEAST_FS_YAML_FILE_PATH"] == str(production.feature_store_yaml)
-    assert environment["MLFLOW_TRACKING_USERNAME"] == "admin"
-    assert environment["MLFLOW_TRACKING_PASSWORD"] == f"mlflow-{SECRET}"
+    # The governance account, never the admin's: only `stack up` uses that.
+    assert environment["MLFLOW_TRACKING_USERNAME"] == "mlops-governance"
+    assert environment["MLFLOW_TRACKING_PASSWORD"] == f"governance-{SECRET}"
     assert environment["PREFECT_API_AUTH_STRING"] == f"operator:prefect-{SECRET}"
+
+
+def test_the_scoring_service_logs_in_read_only_and_a_person_as_themselves(
+    production: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scoring = production.library_environment(scoring=True)
+    assert (scoring["MLFLOW_TRACKING_USERNAME"], scoring["MLFLOW_TRACKING_PASSWORD"]) == (
+        "mlops-scoring",
+        f"scoring-{SECRET}",
+    )
+    monkeypatch.setenv("MLOPS_MLFLOW__USERNAME", "alice")
+    monkeypatch.setenv("MLOPS_MLFLOW__PASSWORD", "alice-" + SECRET)
+    for role in (False, True):
+        environment = Settings().library_environment(scoring=role)
+        assert environment["MLFLOW_TRACKING_USERNAME"] == "alice"
+
+
+@pytest.mark.parametrize("account", ["GOVERNANCE", "SCORING"])
+@pytest.mark.parametrize("password", [None, "short", "changeme"])
+def test_the_stack_refuses_a_missing_or_weak_role_password(
+    production: Settings, monkeypatch: pytest.MonkeyPatch, account: str, password: str | None
+) -> None:
+    variable = f"MLOPS_MLFLOW__{account}_PASSWORD"
+    if password is None:
+        unset(monkeypatch, variable)
+    else:
+        monkeypatch.setenv(variable, password)
+    with pytest.raises(stack.StackError, match=variable):
+        stack.role_accounts(Settings())
+    assert set(stack.role_accounts(production)) == {"mlops-governance", "mlops-scoring"}
 
 
 def test_no_secret_in_dumps_or_repr(production: Settings) -> None:

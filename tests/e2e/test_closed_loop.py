@@ -14,6 +14,8 @@ tests/integration/test_demo_loop.py.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from flows.service_contract import HEALTH
+from flows.service_contract import HEALTH, RELOAD, TOKEN_FILE
 from flows.simulate import Scenario, SimulationSpec, simulate
 from flows.workspace import Workspace
 from tests.e2e.stack import BIN, Stack, base_environment, files_in_home, wait_until
@@ -256,11 +258,83 @@ def test_the_closed_loop(stack: Stack) -> None:
     bad = _wait_for_run(stack, bad["id"])
     assert bad["state"]["type"] == "FAILED"
     assert "field 'window_end'" in bad["state"]["message"]
+    _an_edit_user_cannot_make_an_alias_move_governed(stack, service)
+
     # Exit 0: every entry's hash, chain and signature checked (exit 4 names any problem).
     verified = stack.run(str(BIN / "mlops"), "history", "--verify", extra={"COLUMNS": "250"})
     assert "TAMPERED" not in verified
     print(f"figures: {figures}")
     Path(stack.folder / "figures.txt").write_text(str(figures))
+
+
+def _an_edit_user_cannot_make_an_alias_move_governed(stack: Stack, service: str) -> None:
+    """The EDIT attack of issue 15 on the real servers: a person the admin granted EDIT on the
+    registered model and on the audit experiment moves `champion` to the rolled-back v2 and
+    writes the `promoted` entry that would make the move look governed. The service keeps
+    serving v1 and says why, refuses a reload (409), and `mlops history --verify` names the
+    forged entry. The admin then puts the alias back and deletes the forgery."""
+    from unittest import mock
+
+    from mlflow import MlflowClient
+
+    from flows.history import Action, Entry, content_digest, heads, read_stored
+
+    uri = f"http://127.0.0.1:{stack.environment['MLOPS_MLFLOW__SERVER_PORT']}"
+    admin = ("admin", stack.environment["MLOPS_MLFLOW__ADMIN_PASSWORD"])
+    person = {"username": "mallory", "password": uuid.uuid4().hex}
+    httpx.post(f"{uri}/api/2.0/mlflow/users/create", json=person, auth=admin).raise_for_status()
+
+    def as_user(username: str, password: str) -> Any:
+        login = {"MLFLOW_TRACKING_USERNAME": username, "MLFLOW_TRACKING_PASSWORD": password}
+        return mock.patch.dict(os.environ, login)
+
+    with as_user(*admin):
+        audit = MlflowClient(uri).get_experiment_by_name("churn-audit").experiment_id
+    for resource_type, resource_id in [("registered_model", "churn"), ("experiment", audit)]:
+        grant = {"username": "mallory", "resource_type": resource_type}
+        grant |= {"resource_id": resource_id, "permission": "EDIT"}
+        url = f"{uri}/api/3.0/mlflow/users/permissions/grant"
+        httpx.post(url, json=grant, auth=admin).raise_for_status()
+
+    with as_user(person["username"], person["password"]):
+        client = MlflowClient(uri)
+        client.set_registered_model_alias("churn", "champion", "2")
+        tags = Entry(Action.PROMOTED, "2", "e2e (key SHA256:forged)", "approved", "1", "2")
+        forged = tags.to_tags()
+        forged["audit.previous"] = ",".join(heads(read_stored(client, "churn")))
+        forged["audit.hash"] = content_digest(forged)
+        run = client.create_run(audit, tags=forged)
+
+    def alerted() -> dict[str, Any] | None:
+        health = httpx.get(f"{service}{HEALTH}", timeout=5).json()
+        return health if health.get("alert") else None
+
+    try:
+        health = wait_until(alerted, 60, "the service to report the moved alias")
+        assert health["model_version"] == "1"
+        assert "points at v2" in health["alert"]
+        token = (Path(stack.environment["MLOPS_HOME"]) / "serving" / TOKEN_FILE).read_text()
+        reload = httpx.post(
+            f"{service}{RELOAD}", headers={"Authorization": f"Bearer {token.strip()}"}
+        )
+        assert reload.status_code == 409, reload.text
+        verified = subprocess.run(
+            [str(BIN / "mlops"), "history", "--verify"],
+            env=stack.environment | {"COLUMNS": "250"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert verified.returncode == 4, verified.stdout + verified.stderr
+        assert f"(run {run.info.run_id}): not signed by the governance key" in " ".join(
+            verified.stdout.split()
+        )
+    finally:
+        with as_user(*admin):
+            MlflowClient(uri).set_registered_model_alias("churn", "champion", "1")
+            MlflowClient(uri).delete_run(run.info.run_id)
+    assert wait_until(lambda: not alerted(), 60, "the alert to clear")
+    assert _served_version(service) == "1"
 
 
 def _deployed(stack: Stack) -> dict[str, Any]:

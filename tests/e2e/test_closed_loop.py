@@ -395,6 +395,13 @@ def test_deploying_twice_leaves_the_deployments_of_one_deploy(stack: Stack) -> N
             409,
             "service_url",
         ),
+        # A fault-injection switch that would roll a good version back: there is none.
+        (
+            ("redeploy-churn-model", "on-promotion"),
+            {"parameters": {"parameters": {"version": "2", "force_smoke_failure": True}}},
+            409,
+            "force_smoke_failure",
+        ),
     ],
 )
 def test_a_run_cannot_bring_its_own_command_environment_or_parameters(

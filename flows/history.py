@@ -158,6 +158,11 @@ def content_digest(tags: Mapping[str, str]) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
+def signed_message(digest: str) -> bytes:
+    """What the governance key signs for an entry: its hash, under this history's prefix."""
+    return SIGNED + digest.encode()
+
+
 @dataclass(frozen=True)
 class Stored:
     """An entry as the store holds it: its run and its audit tags, hash and signature
@@ -183,10 +188,11 @@ class Stored:
 
     def signed_by(self, key: PublicKey) -> bool:
         signature = self.tags.get(SIGNATURE)
-        return signature is not None and self.intact() and key.verifies(self._signed(), signature)
-
-    def _signed(self) -> bytes:
-        return SIGNED + self.digest.encode()
+        return (
+            signature is not None
+            and self.intact()
+            and key.verifies(signed_message(self.digest), signature)
+        )
 
     def label(self) -> str:
         return f"{self.entry.action} v{self.entry.version} at {self.entry.at} (run {self.run_id})"
@@ -243,7 +249,7 @@ def append(client: MlflowClient, model_name: str, entry: Entry) -> str:
     tags[PREVIOUS] = ",".join(heads(read_stored(client, model_name))) or GENESIS
     tags[HASH] = content_digest(tags)
     if key is not None:
-        tags[SIGNATURE] = key.sign(SIGNED + tags[HASH].encode())
+        tags[SIGNATURE] = key.sign(signed_message(tags[HASH]))
     run = client.create_run(experiment_id, tags=tags, run_name=f"{entry.action} v{entry.version}")
     client.set_terminated(run.info.run_id)
     return str(run.info.run_id)

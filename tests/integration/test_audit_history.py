@@ -95,7 +95,7 @@ def _insert_signed_by_another_key(runs: list[str], tmp_path: Path) -> str:
     make_key(tmp_path / "attacker")
     tags = _chained(Entry(Action.PROMOTED, "3", "alice", "approved", "2", "3"))
     signer = load_signer(tmp_path / "attacker", "the attacker's key")
-    tags[history.SIGNATURE] = signer.sign(history.SIGNED + tags[history.HASH].encode())
+    tags[history.SIGNATURE] = signer.sign(history.signed_message(tags[history.HASH]))
     return _forge(tags)
 
 

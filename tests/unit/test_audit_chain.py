@@ -58,7 +58,7 @@ def test_a_signature_verifies_only_under_its_key_and_only_for_its_hash(tmp_path:
     stored = _written("a", Entry(Action.REGISTERED, "1", "t", "passed"), [])
 
     def signed(by: Signer, digest: str) -> Stored:
-        signature = by.sign(history.SIGNED + digest.encode())
+        signature = by.sign(history.signed_message(digest))
         return Stored("a", stored.tags | {history.SIGNATURE: signature})
 
     assert signed(signer, stored.digest).signed_by(governance)

@@ -146,17 +146,3 @@ def test_without_keys_the_chain_is_still_checked(
     code, output = _verify()
     assert code == 4, output
     assert f"(run {first}): changed after it was written" in output
-
-
-def test_production_refuses_to_write_or_trust_without_the_governance_key(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from flows.settings import Settings
-
-    use_workspace(monkeypatch, tmp_path / "workspace")
-    monkeypatch.setenv("MLOPS_PROFILE", "production")
-    settings = Settings()
-    with pytest.raises(history.HistoryKeyError, match="MLOPS_GOVERNANCE__SIGNING_KEY_FILE"):
-        history.signer(settings)
-    with pytest.raises(history.HistoryKeyError, match="MLOPS_GOVERNANCE__PUBLIC_KEY"):
-        history.trusted_key(settings)

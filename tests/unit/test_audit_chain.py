@@ -9,7 +9,7 @@ import pytest
 
 from flows import history
 from flows.history import Action, Entry, Stored
-from flows.signing import Signer, SigningKeyError, load_signer, public_key
+from flows.signing import Signer, SigningKeyError, load_approvers, load_signer, public_key
 from tests.support import make_key
 
 
@@ -93,3 +93,82 @@ def test_a_bad_key_file_is_a_clear_error(tmp_path: Path, content: str, message: 
 def test_a_bad_public_key_line_is_a_clear_error(line: str) -> None:
     with pytest.raises(SigningKeyError, match="MLOPS_GOVERNANCE__PUBLIC_KEY"):
         public_key(line, "MLOPS_GOVERNANCE__PUBLIC_KEY")
+
+
+def test_an_entry_without_a_hash_is_reported_as_not_chained() -> None:
+    first = _written("a", Entry(Action.REGISTERED, "1", "t", "passed"), [])
+    bare = Stored("b", Entry(Action.PROMOTED, "1", "t", "ok", None, "1").to_tags())
+    (problem,) = history.verify([first, bare], None)
+    assert problem.endswith("(run b): not chained (no audit.hash tag): written outside governance")
+    assert history.trusted([first, bare], None)[-1].action == Action.PROMOTED  # local: all
+    assert history.heads([first, bare]) == [first.digest]
+
+
+def _approvers(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "approvers"
+    path.write_text(text)
+    return path
+
+
+def test_an_approvers_file_names_each_person_once_with_an_ed25519_key(tmp_path: Path) -> None:
+    alice, bob = make_key(tmp_path / "alice"), make_key(tmp_path / "bob")
+    found = load_approvers(
+        _approvers(tmp_path, f"# approvers\n\nalice {alice}\n  bob {bob} laptop\n"), "F"
+    )
+    assert set(found) == {"alice", "bob"}
+    assert found["alice"].fingerprint == load_signer(tmp_path / "alice", "k").public.fingerprint
+    rsa = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQDDKrN4ZDXfOchC5o2NnuYu8dNTvqwBNs7SLnswm9U8Mw=="
+    for text, message in [
+        (f"alice {alice}\nalice {bob}\n", "line 2: 'alice' is listed twice"),
+        ("# nobody\n", "lists no approver"),
+        ("alice\n", "line 1 is not an OpenSSH public key line"),
+        (f"carol {rsa}\n", "not an OpenSSH public key line|ssh-rsa key"),
+    ]:
+        with pytest.raises(SigningKeyError, match=message):
+            load_approvers(_approvers(tmp_path, text), "F")
+    with pytest.raises(SigningKeyError, match="cannot be read"):
+        load_approvers(tmp_path / "missing", "F")
+
+
+def test_only_an_ed25519_private_key_signs(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = tmp_path / "rsa"
+    path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption()))
+    with pytest.raises(SigningKeyError, match="is not an Ed25519 key"):
+        load_signer(path, "K")
+
+
+def test_a_decision_authenticates_only_as_its_listed_approver(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from flows import governance
+
+    alice = public_key(make_key(tmp_path / "alice"), "test")
+    make_key(tmp_path / "mallory")
+    deadline = datetime(2026, 12, 10, tzinfo=UTC)
+    message = governance.decision_message("churn", "3", deadline, "approve", "alice", "ok")
+    other = governance.decision_message("churn", "4", deadline, "approve", "alice", "ok")
+    by_alice = load_signer(tmp_path / "alice", "k").sign(message)
+    by_mallory = load_signer(tmp_path / "mallory", "k").sign(message)
+    approvers = {"alice": alice}
+
+    assert governance.authenticate(approvers, message, "alice", by_alice) == (
+        f"alice (key {alice.fingerprint})"
+    )
+    assert governance.authenticate(None, message, "anyone", "") == "anyone"  # local profile
+    for approver, signed, signature, refusal in [
+        ("mallory", message, by_mallory, "'mallory' is not an approver"),
+        ("alice", message, "", "is not signed"),
+        ("alice", message, by_mallory, "does not verify with 'alice''s key"),
+        ("alice", other, by_alice, "does not verify"),  # replayed onto another version
+        ("alice", message, "not base64!", "does not verify"),
+    ]:
+        with pytest.raises(governance.UnauthenticatedDecisionError, match=refusal):
+            governance.authenticate(approvers, signed, approver, signature)

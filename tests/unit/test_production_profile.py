@@ -232,3 +232,15 @@ def test_features_env_prints_what_the_feast_cli_needs(production: Settings) -> N
         "FEAST_REDIS_CONNECTION_STRING",
     }
     assert exported["FEAST_PROJECT_NAME"] == "churn"
+
+
+def test_production_decides_and_writes_history_only_with_its_keys(production: Settings) -> None:
+    """Each refusal comes before anything changes: the flows call these first."""
+    from flows import governance, history
+
+    with pytest.raises(governance.UnauthenticatedDecisionError, match="APPROVERS_FILE"):
+        governance.approvers(production)
+    with pytest.raises(history.HistoryKeyError, match="SIGNING_KEY_FILE"):
+        history.signer(production)
+    with pytest.raises(history.HistoryKeyError, match="PUBLIC_KEY"):
+        history.trusted_key(production)

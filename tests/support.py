@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -37,6 +42,36 @@ def make_key(path: Path) -> str:
     path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption()))
     path.chmod(0o600)
     return key.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
+
+
+@contextmanager
+def mlflow_login(username: str, password: str) -> Iterator[None]:
+    """MLflow's client logs in as this user inside the block (it reads the environment on each
+    request)."""
+    login = {"MLFLOW_TRACKING_USERNAME": username, "MLFLOW_TRACKING_PASSWORD": password}
+    with mock.patch.dict(os.environ, login):
+        yield
+
+
+def add_mlflow_user(uri: str, admin: tuple[str, str], username: str) -> str:
+    """Create a user on an MLflow server with basic auth, as its admin; the user's password."""
+    import httpx
+
+    password = secrets.token_hex(16)
+    account = {"username": username, "password": password}
+    httpx.post(f"{uri}/api/2.0/mlflow/users/create", json=account, auth=admin).raise_for_status()
+    return password
+
+
+def chained_tags(client: Any, model: str, entry: Any) -> dict[str, str]:
+    """An audit entry's tags with a correct `previous` and hash, as anyone with EDIT on the
+    audit experiment could write them: all but the governance key's signature."""
+    from flows import history
+
+    tags = entry.to_tags()
+    tags[history.PREVIOUS] = ",".join(history.heads(history.read_stored(client, model)))
+    tags[history.HASH] = history.content_digest(tags)
+    return dict(tags)
 
 
 def use_workspace(monkeypatch: pytest.MonkeyPatch, home: Path) -> Settings:

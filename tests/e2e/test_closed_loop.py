@@ -14,7 +14,6 @@ tests/integration/test_demo_loop.py.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 import uuid
@@ -31,6 +30,7 @@ from flows.simulate import Scenario, SimulationSpec, simulate
 from flows.workspace import Workspace
 from tests.e2e.stack import BIN, Stack, base_environment, files_in_home, wait_until
 from tests.services import ProductionResources, require_services
+from tests.support import add_mlflow_user, chained_tags, mlflow_login
 
 # The whole loop, stack start included, on a shared two-core machine: more than the default.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
@@ -273,37 +273,26 @@ def _an_edit_user_cannot_make_an_alias_move_governed(stack: Stack, service: str)
     writes the `promoted` entry that would make the move look governed. The service keeps
     serving v1 and says why, refuses a reload (409), and `mlops history --verify` names the
     forged entry. The admin then puts the alias back and deletes the forgery."""
-    from unittest import mock
-
     from mlflow import MlflowClient
 
-    from flows.history import Action, Entry, content_digest, heads, read_stored
+    from flows.history import Action, Entry
 
     uri = f"http://127.0.0.1:{stack.environment['MLOPS_MLFLOW__SERVER_PORT']}"
     admin = ("admin", stack.environment["MLOPS_MLFLOW__ADMIN_PASSWORD"])
-    person = {"username": "mallory", "password": uuid.uuid4().hex}
-    httpx.post(f"{uri}/api/2.0/mlflow/users/create", json=person, auth=admin).raise_for_status()
-
-    def as_user(username: str, password: str) -> Any:
-        login = {"MLFLOW_TRACKING_USERNAME": username, "MLFLOW_TRACKING_PASSWORD": password}
-        return mock.patch.dict(os.environ, login)
-
-    with as_user(*admin):
-        audit = MlflowClient(uri).get_experiment_by_name("churn-audit").experiment_id
+    person = add_mlflow_user(uri, admin, "mallory")
+    client = MlflowClient(uri)
+    with mlflow_login(*admin):
+        audit = client.get_experiment_by_name("churn-audit").experiment_id
     for resource_type, resource_id in [("registered_model", "churn"), ("experiment", audit)]:
         grant = {"username": "mallory", "resource_type": resource_type}
         grant |= {"resource_id": resource_id, "permission": "EDIT"}
         url = f"{uri}/api/3.0/mlflow/users/permissions/grant"
         httpx.post(url, json=grant, auth=admin).raise_for_status()
 
-    with as_user(person["username"], person["password"]):
-        client = MlflowClient(uri)
+    with mlflow_login("mallory", person):
         client.set_registered_model_alias("churn", "champion", "2")
-        tags = Entry(Action.PROMOTED, "2", "e2e (key SHA256:forged)", "approved", "1", "2")
-        forged = tags.to_tags()
-        forged["audit.previous"] = ",".join(heads(read_stored(client, "churn")))
-        forged["audit.hash"] = content_digest(forged)
-        run = client.create_run(audit, tags=forged)
+        promoted = Entry(Action.PROMOTED, "2", "e2e (key SHA256:forged)", "approved", "1", "2")
+        run = client.create_run(audit, tags=chained_tags(client, "churn", promoted))
 
     def alerted() -> dict[str, Any] | None:
         health = httpx.get(f"{service}{HEALTH}", timeout=5).json()
@@ -330,9 +319,9 @@ def _an_edit_user_cannot_make_an_alias_move_governed(stack: Stack, service: str)
             verified.stdout.split()
         )
     finally:
-        with as_user(*admin):
-            MlflowClient(uri).set_registered_model_alias("churn", "champion", "1")
-            MlflowClient(uri).delete_run(run.info.run_id)
+        with mlflow_login(*admin):
+            client.set_registered_model_alias("churn", "champion", "1")
+            client.delete_run(run.info.run_id)
     assert wait_until(lambda: not alerted(), 60, "the alert to clear")
     assert _served_version(service) == "1"
 

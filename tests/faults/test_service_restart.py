@@ -8,12 +8,10 @@ The restarts hit a private PostgreSQL cluster and Redis started for this module 
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from unittest import mock
 
 import pytest
 
@@ -22,7 +20,7 @@ from flows.workspace import Workspace
 from tests.e2e.stack import BIN, Stack, base_environment, wait_until
 from tests.private_services import PrivateServices, private_services
 from tests.services import ProductionResources, require_services
-from tests.support import SMALL
+from tests.support import SMALL, mlflow_login
 
 pytestmark = pytest.mark.faults
 MODEL = "churn"
@@ -76,12 +74,8 @@ def _registry(stack: Stack) -> Registry:
     """What the stack's MLflow server holds, read as its admin."""
     from mlflow import MlflowClient
 
-    login = {
-        "MLFLOW_TRACKING_USERNAME": "admin",
-        "MLFLOW_TRACKING_PASSWORD": stack.environment["MLOPS_MLFLOW__ADMIN_PASSWORD"],
-    }
     client = MlflowClient(f"http://127.0.0.1:{stack.environment['MLOPS_MLFLOW__SERVER_PORT']}")
-    with mock.patch.dict(os.environ, login):
+    with mlflow_login("admin", stack.environment["MLOPS_MLFLOW__ADMIN_PASSWORD"]):
         versions = client.search_model_versions(f"name='{MODEL}'")
         champion = client.get_registered_model(MODEL).aliases.get("champion")
     return Registry(

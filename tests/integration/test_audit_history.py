@@ -15,11 +15,16 @@ from typer.testing import CliRunner
 from flows import history, registry
 from flows.cli import app
 from flows.history import Action, Entry
-from tests.support import make_key, use_workspace
+from tests.support import chained_tags, make_key, use_workspace
 
 pytestmark = pytest.mark.integration
 
 MODEL = "churn"
+
+
+def _forged() -> Entry:
+    """A `promoted` entry making v3 champion, stamped now (the newest entry)."""
+    return Entry(Action.PROMOTED, "3", "alice", "approved", "2", "3")
 
 
 @pytest.fixture
@@ -59,15 +64,6 @@ def _forge(tags: dict[str, str]) -> str:
     return str(run.info.run_id)
 
 
-def _chained(entry: Entry) -> dict[str, str]:
-    """The entry's tags with a correct `previous` and hash: all but the governance key's
-    signature."""
-    tags = entry.to_tags()
-    tags[history.PREVIOUS] = ",".join(history.heads(history.read_stored(_client(), MODEL)))
-    tags[history.HASH] = history.content_digest(tags)
-    return tags
-
-
 def test_an_untouched_history_verifies(runs: list[str]) -> None:
     code, output = _verify()
     assert code == 0, output
@@ -86,14 +82,14 @@ def _remove(runs: list[str]) -> str:
 
 
 def _insert_unsigned(runs: list[str]) -> str:
-    return _forge(_chained(Entry(Action.PROMOTED, "3", "alice", "approved", "2", "3")))
+    return _forge(chained_tags(_client(), MODEL, _forged()))
 
 
 def _insert_signed_by_another_key(runs: list[str], tmp_path: Path) -> str:
     from flows.signing import load_signer
 
     make_key(tmp_path / "attacker")
-    tags = _chained(Entry(Action.PROMOTED, "3", "alice", "approved", "2", "3"))
+    tags = chained_tags(_client(), MODEL, _forged())
     signer = load_signer(tmp_path / "attacker", "the attacker's key")
     tags[history.SIGNATURE] = signer.sign(history.signed_message(tags[history.HASH]))
     return _forge(tags)

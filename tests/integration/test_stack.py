@@ -5,14 +5,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-import secrets
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import httpx
 import psutil
@@ -20,6 +18,7 @@ import pytest
 
 from flows.settings import PROJECT_ROOT
 from tests.services import ProductionResources, require_services
+from tests.support import add_mlflow_user, mlflow_login
 
 pytestmark = pytest.mark.integration
 MLOPS = str(Path(sys.executable).with_name("mlops"))
@@ -170,16 +169,10 @@ def _assert_only_the_governance_account_writes_what_it_created(
     from mlflow.exceptions import MlflowException
 
     uri = f"http://127.0.0.1:{resources.mlflow_port}"
-    admin = ("admin", resources.admin_password)
-    person = {"username": "mallory", "password": secrets.token_hex(16)}
-    httpx.post(f"{uri}/api/2.0/mlflow/users/create", json=person, auth=admin).raise_for_status()
+    person = add_mlflow_user(uri, ("admin", resources.admin_password), "mallory")
 
-    def client(username: str, password: str) -> Any:
-        login = {"MLFLOW_TRACKING_USERNAME": username, "MLFLOW_TRACKING_PASSWORD": password}
-        return mock.patch.dict(os.environ, login), MlflowClient(uri)
-
-    login, governance = client("mlops-governance", resources.governance_password)
-    with login:
+    governance = MlflowClient(uri)
+    with mlflow_login("mlops-governance", resources.governance_password):
         experiment = governance.create_experiment("probe-audit")
         run = governance.create_run(experiment, tags={"audit.action": "promoted"})
         governance.create_registered_model("probe")
@@ -188,12 +181,12 @@ def _assert_only_the_governance_account_writes_what_it_created(
         ).version
         governance.set_registered_model_alias("probe", "champion", version)
 
+    other = MlflowClient(uri)
     for username, password in [
         ("mlops-scoring", resources.scoring_password),
-        ("mallory", person["password"]),
+        ("mallory", person),
     ]:
-        login, other = client(username, password)
-        with login:
+        with mlflow_login(username, password):
             assert other.get_registered_model("probe").aliases == {"champion": version}
             assert other.get_run(run.info.run_id).data.tags["audit.action"] == "promoted"
             writes: list[tuple[Any, tuple[Any, ...]]] = [
@@ -206,7 +199,7 @@ def _assert_only_the_governance_account_writes_what_it_created(
             for write, arguments in writes:
                 with pytest.raises(MlflowException, match=r"PERMISSION_DENIED|403"):
                     write(*arguments)
-    with login:
+    with mlflow_login("mallory", person):
         assert other.get_registered_model("probe").aliases == {"champion": version}
         assert len(other.search_runs([experiment])) == 1
 

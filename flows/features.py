@@ -266,7 +266,9 @@ def retrieve(
 ) -> pd.DataFrame:
     """Point-in-time features of every entity row: all rows kept, in (timestamp, key) order,
     the entity frame's columns first, then the service's features."""
-    frame = store.get_historical_features(entity_df=entities, features=service).to_df()
+    frame: pd.DataFrame = store.get_historical_features(
+        entity_df=entities, features=service
+    ).to_df()
     frame[timestamp] = pd.to_datetime(frame[timestamp], utc=True).astype("datetime64[ns, UTC]")
     if len(frame) != len(entities):
         raise FeatureRepoError(

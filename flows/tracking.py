@@ -155,13 +155,11 @@ def sampled_schema(frame: pd.DataFrame) -> Any | None:
 def training_dataset(frame: pd.DataFrame, source: str, label: str, digest: str) -> Any:
     """The training set as an MLflow dataset, its schema from `sampled_schema` when it has one."""
     from mlflow.data.pandas_dataset import PandasDataset
-    from mlflow.data.sources import (  # type: ignore[attr-defined]  # made at import time
-        LocalArtifactDatasetSource,
-    )
+    from mlflow.data.sources import LocalArtifactDatasetSource  # made at import time
 
     schema = sampled_schema(frame)
 
-    class SampledSchemaDataset(PandasDataset):
+    class SampledSchemaDataset(PandasDataset):  # type: ignore[misc]  # MLflow: not analysed
         @property
         def schema(self) -> Any:
             return schema

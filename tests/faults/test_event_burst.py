@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,31 +44,24 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def test_deploying_without_the_project_directory_is_refused_and_stores_nothing(
-    tmp_path: Path,
+    stack: Stack,
 ) -> None:
     """Prefect would store an unset `{{ $MLOPS_PROJECT_DIR }}` as the folder of every run."""
-    folder = tmp_path
-    environment = base_environment(folder, folder / "workspace")
+    before = stack.api("POST", "/deployments/filter", json={})
+    environment = dict(stack.environment)
     del environment["MLOPS_PROJECT_DIR"]
-    stack = Stack(folder, environment)
-    try:
-        stack.start_prefect_server()
-        wait_until(stack.healthy, 180, "the Prefect server")
-        stack.create_work_pool()
-        refused = subprocess.run(
-            [str(BIN / "prefect"), "--no-prompt", "deploy", "--all"],
-            cwd=PROJECT_ROOT,
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert refused.returncode != 0
-        assert "MLOPS_PROJECT_DIR is not set" in refused.stdout + refused.stderr
-        assert stack.api("POST", "/deployments/filter", json={}) == []
-    finally:
-        stack.stop()
+    refused = subprocess.run(
+        [str(BIN / "prefect"), "--no-prompt", "deploy", "--all"],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "MLOPS_PROJECT_DIR is not set" in refused.stdout + refused.stderr
+    assert stack.api("POST", "/deployments/filter", json={}) == before  # not one field changed
 
 
 def _drift_event(model: str) -> dict[str, Any]:

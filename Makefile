@@ -42,8 +42,9 @@ lint: $(SYNCED)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# The whole suite on two workers, with line and branch coverage of the library (flow runs on
-# workers and `mlops` subprocesses included) printed at the end. In the modules' own order:
+# The whole suite on two workers, with line and branch coverage of the library (`mlops`
+# subprocesses included; not the e2e and fault tiers' workers) printed at the end. In the
+# modules' own order:
 # `.venv/bin/pytest` alone runs them in a random order (pytest-randomly).
 test: lint
 	mkdir -p .coverage

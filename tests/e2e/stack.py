@@ -49,25 +49,30 @@ class Stack:
     folder: Path
     environment: dict[str, str]
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    grace: dict[str, float] = field(default_factory=dict)  # seconds each may take to stop
     _csrf: dict[str, str] | None = None  # a CSRF token of the API, fetched on first use
 
     @property
     def api_url(self) -> str:
         return self.environment["PREFECT_API_URL"]
 
-    def deploy_and_start_worker(self) -> None:
-        """Once the server answers: the work pool, every deployment of prefect.yaml, the Feast
-        repository applied, and a process worker."""
+    def deploy_and_start_worker(self, *names: str) -> None:
+        """Once the server answers: the work pool, the named deployments of prefect.yaml
+        (`flow/deployment`; every one without a name), the Feast repository applied, and a
+        process worker."""
         wait_until(self.healthy, 180, "the Prefect server")
         self.create_work_pool()
-        self.run(str(BIN / "prefect"), "--no-prompt", "deploy", "--all")
+        chosen = [option for name in names for option in ("--name", name)] or ["--all"]
+        self.run(str(BIN / "prefect"), "--no-prompt", "deploy", *chosen)
         self.run(str(BIN / "mlops"), "features", "apply")
-        # Its flow runs are not traced by coverage (the environment is theirs too): tracing
-        # made them 40 % slower, and the same flows run traced in the integration tier.
+        # Neither it nor its flow runs (its environment is theirs) are traced by coverage:
+        # tracing made them 40 % slower, and the same flows run traced in the integration tier.
+        # Once it has run flows, it may take 30 s to end on SIGINT although no run is left.
         self.start(
             "worker",
             [str(BIN / "prefect"), "worker", "start", "--pool", "mlops-process"],
             measured=False,
+            stop_grace=3,
         )
 
     def create_work_pool(self) -> None:
@@ -168,7 +173,9 @@ class Stack:
         command: list[str],
         extra: dict[str, str] | None = None,
         measured: bool = True,
+        stop_grace: float = 30,
     ) -> None:
+        self.grace[name] = stop_grace
         environment = self.environment | (extra or {})
         if not measured:
             environment = unmeasured(environment)
@@ -210,7 +217,7 @@ class Stack:
             if process.poll() is None:  # SIGINT: `prefect worker start` may hang on SIGTERM
                 os.killpg(process.pid, signal.SIGINT)
             try:
-                process.wait(timeout=30)
+                process.wait(timeout=self.grace[name])
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()

@@ -160,6 +160,20 @@ def test_without_a_previous_version_the_alias_stays_but_the_failure_is_told(
     assert event.payload["restored_version"] is None
 
 
+def test_the_materialize_flow_loads_every_view_up_to_its_end(deployed: Settings) -> None:
+    """The hourly deployment's flow, run in this process: Feast records each view as
+    materialized up to the flow's end."""
+    from flows import features
+    from flows.materialize_flow import materialize_features
+
+    end = datetime.now(UTC).replace(microsecond=0)
+    assert materialize_features(end=end) == end.isoformat()
+    store = features.open_store(deployed.features.repo_path)
+    views = store.list_feature_views()
+    assert views
+    assert {view.materialization_intervals[-1][1] for view in views} == {end}
+
+
 @pytest.mark.parametrize(
     ("parameters", "message"),
     [

@@ -417,3 +417,42 @@ def test_prediction_records_hold_json_values() -> None:
         "unseen_categories": ["region"],
         "missing_features": [],
     }
+
+
+def test_mlops_serve_serves_the_champion_until_interrupted(settings: Settings) -> None:
+    """The CLI's `mlops serve`, as a person or a unit file starts it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from flows.settings import PROJECT_ROOT
+    from tests.e2e.stack import free_port, wait_until
+
+    port = free_port()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mlops")), "serve", "--port", str(port)],
+        cwd=PROJECT_ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+
+        def health() -> dict[str, Any] | None:
+            try:
+                return dict(httpx.get(f"http://127.0.0.1:{port}{HEALTH}", timeout=2).json())
+            except httpx.HTTPError:
+                assert process.poll() is None, process.communicate()[0]
+                return None
+
+        served = wait_until(health, 120, "mlops serve")
+        from mlflow import MlflowClient
+
+        champion = registry.champion_version(MlflowClient(settings.tracking_uri), "churn")
+        assert served["model_version"] == champion
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=60)[0]
+    assert f"Serving churn v{champion} on http://127.0.0.1:{port}" in output, output

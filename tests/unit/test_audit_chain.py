@@ -172,3 +172,13 @@ def test_a_decision_authenticates_only_as_its_listed_approver(tmp_path: Path) ->
     ]:
         with pytest.raises(governance.UnauthenticatedDecisionError, match=refusal):
             governance.authenticate(approvers, signed, approver, signature)
+
+
+def test_a_public_key_of_another_type_is_refused_naming_its_type() -> None:
+    from cryptography.hazmat.primitives.asymmetric.rsa import generate_private_key
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    rsa = generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    line = rsa.public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
+    with pytest.raises(SigningKeyError, match="is a ssh-rsa key; only ssh-ed25519"):
+        public_key(line, "the approver's key")

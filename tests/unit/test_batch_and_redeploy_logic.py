@@ -272,3 +272,26 @@ def test_champion_mismatch(champion: str | None, version: str, expected: str | N
 )
 def test_rollback_summary(rollback: Rollback, expected: str) -> None:
     assert rollback.summary() == expected
+
+
+# --- reload token --------------------------------------------------------------------------
+
+
+def test_without_a_reload_token_the_error_says_how_to_get_one(tmp_path: Path) -> None:
+    from flows.service_contract import reload_token
+    from flows.settings import Settings
+
+    settings = Settings(home=tmp_path / "workspace")
+    with pytest.raises(
+        FileNotFoundError, match=r"start the service .* MLOPS_SERVING__RELOAD_TOKEN"
+    ):
+        reload_token(settings)
+    made = reload_token(settings, create=True)
+    assert reload_token(settings) == made
+
+
+def test_logging_no_predictions_writes_nothing(tmp_path: Path) -> None:
+    from flows.service_contract import PredictionLog
+
+    PredictionLog(tmp_path / "predictions").append([])
+    assert not (tmp_path / "predictions").exists()

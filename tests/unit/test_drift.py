@@ -276,3 +276,14 @@ def test_a_segment_drifts_on_its_own_columns_and_carries_no_report() -> None:
     assert results["basic"].drifted_columns == ()
     assert all(set(result.scores) == {"amount", "visits"} for result in results.values())
     assert all(result.report is None for result in results.values())
+
+
+def test_a_report_without_a_verdict_or_a_drifted_share_is_refused() -> None:
+    from flows.drift import _read_snapshot
+
+    drift = {"type": "evidently:metric_v2:ValueDrift", "column": "a", "method": "psi"}
+    metric = {"id": "m1", "config": drift | {"threshold": 0.1}, "value": 0.3}
+    with pytest.raises(DriftReportError, match="no drift verdict for column 'a'"):
+        _read_snapshot({"metrics": [metric]}, ["a"])
+    with pytest.raises(DriftReportError, match="lacks"):
+        _read_snapshot({"metrics": []}, ["a"])

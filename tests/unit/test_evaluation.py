@@ -386,3 +386,8 @@ def test_report_tags_are_flat_strings_with_mlflow_safe_keys() -> None:
     assert "gate.slice.plan.trial.observed" not in tags
     assert all(isinstance(value, str) for value in tags.values())
     assert all(MLFLOW_TAG_KEY.match(key) for key in tags)
+
+
+def test_calibration_needs_at_least_one_bin() -> None:
+    with pytest.raises(EvaluationInputError, match="at least 1 bin; found 0"):
+        expected_calibration_error([0, 1], [0.2, 0.8], bins=0)

@@ -230,3 +230,16 @@ def test_promotion_needs_a_person_in_production_unless_said_otherwise(
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     assert Settings().promotion_policy.value == policy
+
+
+def test_without_passwords_no_mlflow_or_prefect_login_is_exported(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "workspace", profile="production")  # type: ignore[arg-type]
+    assert settings.mlflow.login(scoring=True) is None
+    exported = settings.library_environment(scoring=True)
+    assert not {"MLFLOW_TRACKING_USERNAME", "PREFECT_API_AUTH_STRING"} & set(exported)
+
+
+def test_an_explicit_feature_store_yaml_wins(tmp_path: Path) -> None:
+    chosen = tmp_path / "elsewhere" / "feature_store.yaml"
+    settings = Settings(home=tmp_path / "workspace", features={"store_yaml": chosen})  # type: ignore[arg-type]
+    assert settings.feature_store_yaml == chosen

@@ -204,7 +204,7 @@ def test_segments_on_dask_equal_segments_on_threads(
     use_workspace(monkeypatch, covariate_home)
     on_threads = _monitor()
     monkeypatch.setenv("MLOPS_PREFECT__TASK_RUNNER", "dask")
-    monkeypatch.setenv("MLOPS_PREFECT__DASK_WORKERS", "2")
+    monkeypatch.setenv("MLOPS_PREFECT__DASK_WORKERS", "1")  # a worker process: one suffices
 
     on_dask = _monitor()
 

@@ -123,22 +123,23 @@ def test_concurrent_retrains_of_one_window_promote_exactly_once(settings: Settin
         for index in range(CONCURRENT_RUNS)
     ]
     outputs = [run.communicate(timeout=600)[0] for run in runs]
+    told = "\n\n".join(outputs)  # a failure's message: what each run printed, whole
 
     # A run that reaches its duplicate check after another registered trains nothing; the
     # others race to the registry lock, where compare-and-set lets one through.
     new = _versions(settings) - before
     duplicates = [output for output in outputs if "duplicate" in output]
-    assert len(new) + len(duplicates) == CONCURRENT_RUNS, outputs
+    assert len(new) + len(duplicates) == CONCURRENT_RUNS, told
     statuses = Counter(
         mlflow_client(settings).get_model_version("churn", version).tags["status"]
         for version in new
     )
-    assert statuses == +Counter({"champion": 1, "superseded": len(new) - 1}), outputs
+    assert statuses == +Counter({"champion": 1, "superseded": len(new) - 1}), told
     promoted = _promotions(settings, new)
     assert len(promoted) == 1
     assert promoted[0].from_version == champion
     assert champion_of(settings) == promoted[0].version
     # The losers exit 3 (champion unchanged) and say why; the winner exits 0.
-    assert sorted(run.returncode for run in runs) == [0] + [3] * (CONCURRENT_RUNS - 1), outputs
+    assert sorted(run.returncode for run in runs) == [0] + [3] * (CONCURRENT_RUNS - 1), told
     refused = history.read(mlflow_client(settings), "churn")
     assert sum(e.action == history.Action.PROMOTION_REFUSED for e in refused) >= len(new) - 1

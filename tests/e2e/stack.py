@@ -210,8 +210,7 @@ class Stack:
 
     def stop(self, *names: str) -> None:
         """Stop the named processes (all of them without a name) and their children, the last
-        started first: a client (the worker) ends before its server, so it has no events left
-        to send to a server that is gone (the worker retried them for 30 s)."""
+        started first: a client (the worker) before its server."""
         for name in reversed(names or list(self.processes)):
             process = self.processes.pop(name)
             if process.poll() is None:  # SIGINT: `prefect worker start` may hang on SIGTERM

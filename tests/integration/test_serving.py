@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -32,8 +36,9 @@ from flows.service_contract import (
 )
 from flows.service_runner import ServiceStartError, running_service
 from flows.serving import EmptyTokenError, ScoringService
-from flows.settings import Settings
+from flows.settings import PROJECT_ROOT, Settings
 from flows.workspace import Workspace
+from tests.e2e.stack import free_port, wait_until
 from tests.support import END_OF_DATA, promote_for_set_up, snapshot, use_workspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
@@ -421,14 +426,9 @@ def test_prediction_records_hold_json_values() -> None:
 
 def test_mlops_serve_serves_the_champion_until_interrupted(settings: Settings) -> None:
     """The CLI's `mlops serve`, as a person or a unit file starts it."""
-    import os
-    import signal
-    import subprocess
-    import sys
+    from mlflow import MlflowClient
 
-    from flows.settings import PROJECT_ROOT
-    from tests.e2e.stack import free_port, wait_until
-
+    champion = registry.champion_version(MlflowClient(settings.tracking_uri), "churn")
     port = free_port()
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("mlops")), "serve", "--port", str(port)],
@@ -438,20 +438,16 @@ def test_mlops_serve_serves_the_champion_until_interrupted(settings: Settings) -
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+    def health() -> dict[str, Any] | None:
+        try:
+            return dict(httpx.get(f"http://127.0.0.1:{port}{HEALTH}", timeout=2).json())
+        except httpx.HTTPError:
+            assert process.poll() is None, process.communicate()[0]
+            return None
+
     try:
-
-        def health() -> dict[str, Any] | None:
-            try:
-                return dict(httpx.get(f"http://127.0.0.1:{port}{HEALTH}", timeout=2).json())
-            except httpx.HTTPError:
-                assert process.poll() is None, process.communicate()[0]
-                return None
-
-        served = wait_until(health, 120, "mlops serve")
-        from mlflow import MlflowClient
-
-        champion = registry.champion_version(MlflowClient(settings.tracking_uri), "churn")
-        assert served["model_version"] == champion
+        assert wait_until(health, 120, "mlops serve")["model_version"] == champion
     finally:
         process.send_signal(signal.SIGINT)
         output = process.communicate(timeout=60)[0]

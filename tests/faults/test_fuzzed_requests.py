@@ -24,7 +24,19 @@ from flows.service_contract import HEALTH, PREDICT, RELOAD, PredictResponse
 from flows.service_runner import running_service
 from tests.support import END_OF_DATA, use_workspace
 
-pytestmark = [pytest.mark.faults, pytest.mark.usefixtures("prefect_server")]
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.usefixtures("prefect_server"),
+    # Hypothesis warns when the global `random` state changes while it draws an example. Here
+    # other threads of this process change it: the service's (MLflow's SQLite store retries a
+    # lock after a random sleep) and Prefect's (jittered event delivery). The strategies use
+    # no `random`; under load the warning came on one draw and not on its replay, and failed
+    # the test as flaky.
+    pytest.mark.filterwarnings(
+        "ignore:Do not use the `random` module inside strategies"
+        ":hypothesis.errors.HypothesisDeprecationWarning"
+    ),
+]
 
 KNOWN_IDS = range(1000, 1600)  # the customers of the SMALL simulation
 FUZZ = settings(

@@ -23,8 +23,8 @@ from scipy import stats
 
 from benchmarks.results import Result
 from benchmarks.workload import KEY, LABEL, TIMESTAMP, Workspaces, merge_asof_baseline, timed
-from flows.scenarios import Scenario
-from flows.simulate import simulate
+from mlops_flows.examples.churn.scenarios import Scenario
+from mlops_flows.examples.churn.simulate import simulate
 
 CATEGORICAL = ["plan", "region"]
 
@@ -80,8 +80,8 @@ def current_frame(size: str, workspaces: Workspaces, drifted: bool) -> pd.DataFr
 
 def measure_drift(workspaces: Workspaces, size: str) -> list[Result]:
     """Project check and scipy on the same frames; verdicts compared."""
-    from flows.drift import check_drift
-    from flows.settings import MonitoringSettings
+    from mlops_flows.adapters.drift import check_drift
+    from mlops_flows.settings import MonitoringSettings
 
     settings = MonitoringSettings()
     reference = workspaces.get(size).baseline_frame()

@@ -22,8 +22,8 @@ import numpy as np
 
 from benchmarks.results import Result
 from benchmarks.servers import BIN, Stack, wait_until
-from flows import events
-from flows.settings import PROJECT_ROOT
+from mlops_flows.adapters import events
+from mlops_flows.settings import PROJECT_ROOT
 
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
@@ -90,7 +90,7 @@ def measure_events(stack: Stack, samples: int) -> list[Result]:
     note = (
         f"run created after {np.median(created):.2f} s (median); the worker polls every 1 s, "
         "then starts a process that imports the flow's module before the run is Running: "
-        f"importing flows.retrain_flow alone in a fresh process took {importing:.1f} s"
+        f"importing mlops_flows.flows.retrain_flow alone in a fresh process took {importing:.1f} s"
     )
     return [
         Result(
@@ -114,7 +114,7 @@ def _import_seconds(environment: dict[str, str]) -> float:
     """Seconds a fresh process takes to import the retraining flow's module."""
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-c", "import flows.retrain_flow"],
+        [sys.executable, "-c", "import mlops_flows.flows.retrain_flow"],
         env=environment,
         check=True,
         capture_output=True,

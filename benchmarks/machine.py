@@ -7,7 +7,7 @@ import os
 import platform
 import subprocess
 
-from flows.settings import PROJECT_ROOT
+from mlops_flows.settings import PROJECT_ROOT
 
 LIBRARIES = (
     "prefect",

@@ -13,17 +13,17 @@ from typing import Any
 
 # (module, function, label): the steps of the training flow, in flow order.
 TRAINING_PHASES = (
-    ("flows.features", "build_training_set", "build (Feast)"),
-    ("flows.data_checks", "validate_frame", "validate (GX)"),
-    ("flows.training", "fit_model", "fit"),
-    ("flows.training", "predict_scores", "predict"),
-    ("flows.registry", "load_champion", "load champion"),
-    ("flows.training_flow", "evaluate_gates", "gates (bootstrap)"),
-    ("flows.plots", "permutation_importances", "permutation importance"),
-    ("flows.features", "frame_digest", "training-set digest"),
-    ("flows.tracking", "log_training_run", "MLflow run (incl. log_model)"),
+    ("mlops_flows.adapters.features", "build_training_set", "build (Feast)"),
+    ("mlops_flows.flows.data_checks", "validate_frame", "validate (GX)"),
+    ("mlops_flows.logic.training", "fit_model", "fit"),
+    ("mlops_flows.logic.training", "predict_scores", "predict"),
+    ("mlops_flows.registry.versions", "load_champion", "load champion"),
+    ("mlops_flows.flows.training_flow", "evaluate_gates", "gates (bootstrap)"),
+    ("mlops_flows.logic.plots", "permutation_importances", "permutation importance"),
+    ("mlops_flows.adapters.features", "frame_digest", "training-set digest"),
+    ("mlops_flows.adapters.tracking", "log_training_run", "MLflow run (incl. log_model)"),
     ("mlflow.sklearn", "log_model", "  of which log_model"),
-    ("flows.registry", "register_version", "register version"),
+    ("mlops_flows.registry.versions", "register_version", "register version"),
 )
 
 

@@ -88,8 +88,8 @@ def write_report(
         "",
         f"{len(results)} figures, {len(missed)} missing their target; the suite took "
         f"{seconds / 60:.1f} min. Each figure is a ratio to a baseline measured in the same run "
-        "on the same seeded data from `flows/simulate.py`; absolute times on a shared machine "
-        "are noise, the ratios are the figures.",
+        "on the same seeded data from `mlops_flows/examples/churn/simulate.py`; absolute times "
+        "on a shared machine are noise, the ratios are the figures.",
         "",
         TABLE_HEADER,
         *(table_row(r) for r in results),

@@ -110,7 +110,7 @@ def main() -> None:
     chosen = [s for s in STAGES if (not only or s in only) and s not in skip]
     mode = FULL if arguments.full else SMALL
 
-    from flows.settings import Settings
+    from mlops_flows.settings import Settings
 
     settings = Settings()  # the user's workspace, before stages point MLOPS_HOME elsewhere
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -56,7 +56,7 @@ def _latencies(client: httpx.Client, path: str, bodies: list[Any]) -> list[float
 
 def measure_serving(workspaces: Workspaces, size: str, folder: Path, requests: int) -> list[Result]:
     """p99 of the project's service against MLflow's scoring server, 1 and 100 entities."""
-    from flows import features
+    from mlops_flows.adapters import features
 
     workspace = workspaces.get(size)
     settings = workspace.activate()

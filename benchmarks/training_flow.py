@@ -25,7 +25,7 @@ from benchmarks.workload import KEY, LABEL, TIMESTAMP, Workspace, Workspaces, ti
 
 
 def project_build(workspace: Workspace) -> pd.DataFrame:
-    from flows import features
+    from mlops_flows.adapters import features
 
     keys = features.TrainingSetKeys(KEY, TIMESTAMP, LABEL)
     return features.build_training_set(
@@ -93,8 +93,8 @@ def plain_training(workspace: Workspace, holdout_days: int = 21) -> float:
     """Build, split, fit, evaluate, gate, save with nothing around them; returns holdout ROC AUC."""
     from sklearn.metrics import roc_auc_score
 
-    from flows.features import TrainingSetKeys
-    from flows.training import (
+    from mlops_flows.adapters.features import TrainingSetKeys
+    from mlops_flows.logic.training import (
         ModelParameters,
         feature_columns,
         fit_model,
@@ -149,7 +149,7 @@ class PeakMemory:
 
 
 def run_flow(workspace: Workspace) -> Any:
-    from flows.training_flow import TrainingParameters, train_churn_model
+    from mlops_flows.flows.training_flow import TrainingParameters, train_churn_model
 
     workspace.activate()
     return train_churn_model(TrainingParameters(window_days=workspace.spec.days, reason="bench"))

@@ -58,8 +58,8 @@ def pandas_validate(frame: pd.DataFrame, suite_path: Path) -> list[str]:
 
 def measure_validation(workspaces: Workspaces, size: str, repeats: int) -> list[Result]:
     """GX on the full training suite against pandas, median of `repeats`, same verdict."""
-    from flows.settings import Settings
-    from flows.validation import validate_frame
+    from mlops_flows.adapters.validation import validate_frame
+    from mlops_flows.settings import Settings
 
     workspace = workspaces.get(size)
     workspace.activate()
@@ -94,7 +94,7 @@ def _one_expectation_seconds(frame: pd.DataFrame, suite_path: Path, kind: str) -
     """Seconds GX takes to validate the frame against the suite's expectations of one type."""
     import tempfile
 
-    from flows.validation import validate_frame
+    from mlops_flows.adapters.validation import validate_frame
 
     suite = json.loads(suite_path.read_text())
     suite["expectations"] = [e for e in suite["expectations"] if e["type"] == kind]

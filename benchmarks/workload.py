@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
-from flows.simulate import SimulatedData, SimulationSpec, simulate
+from mlops_flows.examples.churn.simulate import SimulatedData, SimulationSpec, simulate
 
 T = TypeVar("T")
 END = date(2026, 6, 30)
@@ -72,7 +72,7 @@ class Workspace:
 
     def activate(self) -> Any:
         """Point this process's settings and libraries at this workspace; return the settings."""
-        from flows.settings import Settings
+        from mlops_flows.settings import Settings
 
         os.environ["MLOPS_HOME"] = str(self.root)
         settings = Settings()
@@ -99,12 +99,12 @@ class Workspaces:
         return self._prepared[size]
 
     def _prepare(self, size: str, spec: SimulationSpec) -> Workspace:
-        from flows import features, tracking
-        from flows.workspace import Workspace as Folders
+        from mlops_flows.adapters import features, tracking
+        from mlops_flows.ops.workspace import Workspace as Folders
 
         root = self.folder / f"workspace-{size}"
         os.environ["MLOPS_HOME"] = str(root)
-        from flows.settings import Settings
+        from mlops_flows.settings import Settings
 
         settings = Settings()
         settings.export_library_environment()

@@ -12,7 +12,7 @@ from unittest import mock
 
 import pytest
 
-from flows.settings import Settings
+from mlops_flows.settings import Settings
 from tests.support import END_OF_DATA, seed_workspace, use_workspace
 
 # Before any library is imported: Prefect reads its home and settings at import time.
@@ -85,7 +85,7 @@ def champion_home(
     """A workspace where v1 became champion and v2, trained a week later, faced it."""
     from datetime import timedelta
 
-    from flows.training_flow import TrainingParameters, train_churn_model
+    from mlops_flows.flows.training_flow import TrainingParameters, train_churn_model
 
     home = tmp_path_factory.mktemp("champion") / "workspace"
     with pytest.MonkeyPatch.context() as patch:

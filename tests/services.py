@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from flows import stack
-from flows.settings import Settings
+from mlops_flows.ops import stack
+from mlops_flows.settings import Settings
 from tests.e2e.stack import free_port
 from tests.support import make_key
 

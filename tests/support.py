@@ -14,9 +14,9 @@ from unittest import mock
 
 import pytest
 
-from flows.settings import Settings
-from flows.simulate import SimulatedData, SimulationSpec, simulate
-from flows.workspace import Workspace
+from mlops_flows.examples.churn.simulate import SimulatedData, SimulationSpec, simulate
+from mlops_flows.ops.workspace import Workspace
+from mlops_flows.settings import Settings
 
 
 def unset(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
@@ -66,7 +66,7 @@ def add_mlflow_user(uri: str, admin: tuple[str, str], username: str) -> str:
 def chained_tags(client: Any, model: str, entry: Any) -> dict[str, str]:
     """An audit entry's tags with a correct `previous` and hash, as anyone with EDIT on the
     audit experiment could write them: all but the governance key's signature."""
-    from flows import history
+    from mlops_flows.registry import history
 
     tags = entry.to_tags()
     tags[history.PREVIOUS] = ",".join(history.heads(history.read_stored(client, model)))
@@ -90,7 +90,7 @@ SMALL = SimulationSpec(customers=600, days=84, end=END)
 
 def seed_workspace(settings: Settings, spec: SimulationSpec = SMALL) -> SimulatedData:
     """Write simulated sources into the workspace and apply the Feast repository."""
-    from flows import features
+    from mlops_flows.adapters import features
 
     workspace = Workspace(settings.home_resolved).ensure()
     data = simulate(spec)
@@ -108,7 +108,7 @@ def snapshot(settings: Settings) -> dict[str, Any]:
     """Registry versions with their tags, aliases, and the Feast registry and online store."""
     from mlflow import MlflowClient
 
-    from flows import registry
+    from mlops_flows.registry import versions as registry
 
     client = MlflowClient(settings.tracking_uri)
     name = settings.mlflow.model_name
@@ -153,7 +153,7 @@ def mlflow_client(settings: Settings) -> Any:
 
 def champion_of(settings: Settings) -> str | None:
     """The version `champion` points at in the workspace's registry."""
-    from flows import registry
+    from mlops_flows.registry import versions as registry
 
     return registry.champion_version(mlflow_client(settings), settings.mlflow.model_name)
 
@@ -162,7 +162,7 @@ def sample_lineage(**changes: Any) -> Any:
     """A complete lineage bundle for pure tests; `changes` replace fields."""
     import dataclasses
 
-    from flows.lineage import Lineage
+    from mlops_flows.ops.lineage import Lineage
 
     bundle = Lineage(
         code_commit="0" * 40,
@@ -188,7 +188,7 @@ def train_two_champions(patch: pytest.MonkeyPatch, home: Path) -> tuple[Any, Any
     replaces it as champion."""
     from datetime import timedelta
 
-    from flows.training_flow import TrainingParameters, train_churn_model
+    from mlops_flows.flows.training_flow import TrainingParameters, train_churn_model
 
     spec = SimulationSpec(**{**vars(SMALL), "end": datetime.now(UTC).date()})
     data = seed_workspace(use_workspace(patch, home), spec)
@@ -203,7 +203,8 @@ def train_two_champions(patch: pytest.MonkeyPatch, home: Path) -> tuple[Any, Any
 def promote_for_set_up(client: Any, name: str, version: str, reason: str = "test set-up") -> None:
     """Move `champion` as governance does, with its audit entry, without the gates' checks:
     a test's set-up (a champion the history did not make champion is never used)."""
-    from flows import history, registry
+    from mlops_flows.registry import history
+    from mlops_flows.registry import versions as registry
 
     previous = registry.promote(client, name, version, "test-set-up", reason)
     entry = history.Entry(

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from flows.settings import PROJECT_ROOT
+from mlops_flows.settings import PROJECT_ROOT
 
 BIN = Path(sys.executable).parent
 
@@ -144,7 +144,7 @@ class Stack:
         """Occupy the registry lock's one slot through the API, as another promotion would.
         (Through the REST API: Prefect's in-process slot service keeps the first server it
         used.)"""
-        from flows.registry_lock import lock_name
+        from mlops_flows.registry.lock import lock_name
 
         name = lock_name(model)
         with contextlib.suppress(httpx.HTTPStatusError):  # it exists already

@@ -25,9 +25,9 @@ from typing import Any
 import httpx
 import pytest
 
-from flows.service_contract import HEALTH, RELOAD, TOKEN_FILE
-from flows.simulate import Scenario, SimulationSpec, simulate
-from flows.workspace import Workspace
+from mlops_flows.examples.churn.simulate import Scenario, SimulationSpec, simulate
+from mlops_flows.ops.workspace import Workspace
+from mlops_flows.serving.contract import HEALTH, RELOAD, TOKEN_FILE
 from tests.e2e.stack import BIN, Stack, base_environment, files_in_home, wait_until
 from tests.services import ProductionResources, require_services
 from tests.support import add_mlflow_user, chained_tags, mlflow_login
@@ -275,7 +275,7 @@ def _an_edit_user_cannot_make_an_alias_move_governed(stack: Stack, service: str)
     forged entry. The admin then puts the alias back and deletes the forgery."""
     from mlflow import MlflowClient
 
-    from flows.history import Action, Entry
+    from mlops_flows.registry.history import Action, Entry
 
     uri = f"http://127.0.0.1:{stack.environment['MLOPS_MLFLOW__SERVER_PORT']}"
     admin = ("admin", stack.environment["MLOPS_MLFLOW__ADMIN_PASSWORD"])

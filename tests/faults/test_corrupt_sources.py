@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from flows.batch_scoring_flow import BatchScoringParameters, score_batch
-from flows.features import FeatureRepoError, LabelsError
-from flows.settings import Settings
-from flows.simulate import ACTIVITY_FILE, LABELS_FILE, PROFILE_FILE
-from flows.training_flow import TrainingParameters, train_churn_model
-from flows.workspace import Workspace
+from mlops_flows.adapters.features import FeatureRepoError, LabelsError
+from mlops_flows.examples.churn.simulate import ACTIVITY_FILE, LABELS_FILE, PROFILE_FILE
+from mlops_flows.flows.batch_scoring_flow import BatchScoringParameters, score_batch
+from mlops_flows.flows.training_flow import TrainingParameters, train_churn_model
+from mlops_flows.ops.workspace import Workspace
+from mlops_flows.settings import Settings
 from tests.support import END_OF_DATA, snapshot
 
 pytestmark = [pytest.mark.faults, pytest.mark.usefixtures("prefect_server")]

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from flows import events
-from flows.settings import PROJECT_ROOT
+from mlops_flows.adapters import events
+from mlops_flows.settings import PROJECT_ROOT
 from tests.e2e.stack import BIN, Stack, base_environment, wait_until
 
 pytestmark = pytest.mark.faults

@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows import features
-from flows.service_contract import HEALTH, PREDICT, RELOAD, PredictResponse
-from flows.service_runner import running_service
+from mlops_flows.adapters import features
+from mlops_flows.serving.contract import HEALTH, PREDICT, RELOAD, PredictResponse
+from mlops_flows.serving.runner import running_service
 from tests.support import END_OF_DATA, use_workspace
 
 pytestmark = [

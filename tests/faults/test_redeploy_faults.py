@@ -17,14 +17,15 @@ from typing import Any
 import httpx
 import pytest
 
-from flows import events, features, registry
-from flows.redeploy import sample_customers
-from flows.redeploy_flow import RedeployFailedError, RedeployParameters, redeploy
-from flows.service_contract import HEALTH, PREDICT, RELOAD, PredictionLog, reload_token
-from flows.service_runner import running_service
-from flows.settings import Settings
-from flows.simulate import SimulationSpec
-from flows.workspace import Workspace
+from mlops_flows.adapters import events, features
+from mlops_flows.examples.churn.simulate import SimulationSpec
+from mlops_flows.flows.redeploy_flow import RedeployFailedError, RedeployParameters, redeploy
+from mlops_flows.logic.redeploy import sample_customers
+from mlops_flows.ops.workspace import Workspace
+from mlops_flows.registry import versions as registry
+from mlops_flows.serving.contract import HEALTH, PREDICT, RELOAD, PredictionLog, reload_token
+from mlops_flows.serving.runner import running_service
+from mlops_flows.settings import Settings
 from tests.support import (
     SMALL,
     promote_for_set_up,
@@ -43,7 +44,7 @@ SMOKE_SAMPLE = sample_customers(CUSTOMERS, 20, 42)  # RedeployParameters' defaul
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> Path:
     """Fresh data, v1 trained a week before v2, the online store loaded up to now."""
-    from flows.training_flow import TrainingParameters, train_churn_model
+    from mlops_flows.flows.training_flow import TrainingParameters, train_churn_model
 
     home = tmp_path_factory.mktemp("redeploy-faults") / "workspace"
     spec = SimulationSpec(**{**vars(SMALL), "end": datetime.now(UTC).date()})

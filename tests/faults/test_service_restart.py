@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from flows.simulate import SimulationSpec, simulate
-from flows.workspace import Workspace
+from mlops_flows.examples.churn.simulate import SimulationSpec, simulate
+from mlops_flows.ops.workspace import Workspace
 from tests.e2e.stack import BIN, Stack, base_environment, wait_until
 from tests.private_services import PrivateServices, private_services
 from tests.services import ProductionResources, require_services

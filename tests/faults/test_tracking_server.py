@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from flows import tracking
-from flows.registry import CHAMPION
-from flows.settings import Settings
-from flows.tracking import TrackingServerDownError
-from flows.training_flow import TrainingParameters, train_churn_model
+from mlops_flows.adapters import tracking
+from mlops_flows.adapters.tracking import TrackingServerDownError
+from mlops_flows.flows.training_flow import TrainingParameters, train_churn_model
+from mlops_flows.registry.versions import CHAMPION
+from mlops_flows.settings import Settings
 from tests.faults.mlflow_server import MlflowServer
 from tests.support import seed_workspace, use_workspace
 
@@ -133,7 +133,7 @@ def test_a_version_can_be_registered_through_the_server(server: MlflowServer) ->
     from mlflow import MlflowClient
     from sklearn.dummy import DummyClassifier
 
-    from flows import registry
+    from mlops_flows.registry import versions as registry
 
     server.ensure_running()  # another test may have left it stopped
     client = MlflowClient(server.uri, registry_uri=server.uri)
@@ -158,7 +158,7 @@ def test_server_killed_after_the_training_set_is_built_registers_nothing(
     The next call looks for a version trained from the same request: its failure names the
     server, what was being done, and what to do.
     """
-    from flows import training_flow
+    from mlops_flows.flows import training_flow
 
     server.ensure_running()
     before = registry_state(server.uri)

@@ -18,10 +18,10 @@ from typing import Any
 import psutil
 import pytest
 
-from flows import history
-from flows.settings import Settings
-from flows.simulate import simulate
-from flows.workspace import Workspace
+from mlops_flows.examples.churn.simulate import simulate
+from mlops_flows.ops.workspace import Workspace
+from mlops_flows.registry import history
+from mlops_flows.settings import Settings
 from tests.e2e.stack import Stack, base_environment, files_in_home, wait_until
 from tests.support import END_OF_DATA, SMALL
 
@@ -121,7 +121,7 @@ def _training_runs_of(stack: Stack, run_id: str) -> list[Any]:
 
 
 def _champion(stack: Stack) -> str | None:
-    from flows import registry
+    from mlops_flows.registry import versions as registry
 
     return registry.champion_version(_client(stack), MODEL)
 

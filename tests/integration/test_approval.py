@@ -15,11 +15,13 @@ from uuid import UUID
 import pytest
 from typer.testing import CliRunner
 
-from flows import cli_common, governance, history, registry
-from flows.approval_flow import ApprovalOutcome, approve_churn_model
-from flows.cli import app
-from flows.settings import Settings
-from flows.training_flow import TrainingOutcome, TrainingParameters, train_churn_model
+from mlops_flows.cli import common as cli_common
+from mlops_flows.cli.app import app
+from mlops_flows.flows.approval_flow import ApprovalOutcome, approve_churn_model
+from mlops_flows.flows.training_flow import TrainingOutcome, TrainingParameters, train_churn_model
+from mlops_flows.registry import governance, history
+from mlops_flows.registry import versions as registry
+from mlops_flows.settings import Settings
 from tests.support import (
     END_OF_DATA,
     champion_of,
@@ -114,7 +116,7 @@ def _actions(settings: Settings, version: str) -> list[str]:
 
 
 def test_the_form_has_no_default_decision() -> None:
-    from flows.approval_flow import ApprovalForm
+    from mlops_flows.flows.approval_flow import ApprovalForm
 
     schema = ApprovalForm.model_json_schema()
     assert {"decision", "approver", "reason"} <= set(schema["required"])

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from flows import history, registry
-from flows.cli import app
-from flows.history import Action, Entry
+from mlops_flows.cli.app import app
+from mlops_flows.registry import history
+from mlops_flows.registry import versions as registry
+from mlops_flows.registry.history import Action, Entry
 from tests.support import chained_tags, make_key, use_workspace
 
 pytestmark = pytest.mark.integration
@@ -45,7 +46,7 @@ def runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def _client() -> Any:
     from mlflow import MlflowClient
 
-    from flows.settings import Settings
+    from mlops_flows.settings import Settings
 
     return MlflowClient(Settings().tracking_uri)
 
@@ -86,7 +87,7 @@ def _insert_unsigned(runs: list[str]) -> str:
 
 
 def _insert_signed_by_another_key(runs: list[str], tmp_path: Path) -> str:
-    from flows.signing import load_signer
+    from mlops_flows.registry.signing import load_signer
 
     make_key(tmp_path / "attacker")
     tags = chained_tags(_client(), MODEL, _forged())

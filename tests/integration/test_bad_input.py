@@ -11,14 +11,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from flows import events
-from flows.features import FeatureRepoError, LabelsError
-from flows.settings import Settings
-from flows.simulate import Corruption, SimulationSpec, simulate
-from flows.tracking import TrackingStoreError
-from flows.training_flow import TrainingParameters, train_churn_model
-from flows.validation import DataValidationError
-from flows.workspace import Workspace, WorkspaceError
+from mlops_flows.adapters import events
+from mlops_flows.adapters.features import FeatureRepoError, LabelsError
+from mlops_flows.adapters.tracking import TrackingStoreError
+from mlops_flows.adapters.validation import DataValidationError
+from mlops_flows.examples.churn.simulate import Corruption, SimulationSpec, simulate
+from mlops_flows.flows.training_flow import TrainingParameters, train_churn_model
+from mlops_flows.ops.workspace import Workspace, WorkspaceError
+from mlops_flows.settings import Settings
 from tests.support import SMALL, snapshot, wait_for_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]

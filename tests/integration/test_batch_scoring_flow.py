@@ -10,14 +10,14 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from flows import events
-from flows.batch_scoring import OUTPUT_COLUMNS
-from flows.batch_scoring_flow import BatchScoringParameters, score_batch
-from flows.registry import NoChampionError
-from flows.settings import Settings
-from flows.simulate import Corruption, SimulationSpec, simulate
-from flows.validation import DataValidationError
-from flows.workspace import Workspace
+from mlops_flows.adapters import events
+from mlops_flows.adapters.validation import DataValidationError
+from mlops_flows.examples.churn.simulate import Corruption, SimulationSpec, simulate
+from mlops_flows.flows.batch_scoring_flow import BatchScoringParameters, score_batch
+from mlops_flows.logic.batch_scoring import OUTPUT_COLUMNS
+from mlops_flows.ops.workspace import Workspace
+from mlops_flows.registry.versions import NoChampionError
+from mlops_flows.settings import Settings
 from tests.support import END_OF_DATA, SMALL, seed_workspace, snapshot, wait_for_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]

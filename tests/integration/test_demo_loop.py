@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flows.demo import run_loop
-from flows.settings import Settings
+from mlops_flows.cli.demo import run_loop
+from mlops_flows.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
 

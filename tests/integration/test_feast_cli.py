@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.settings import PROJECT_ROOT
-from flows.simulate import simulate
-from flows.workspace import Workspace
+from mlops_flows.examples.churn.simulate import simulate
+from mlops_flows.ops.workspace import Workspace
+from mlops_flows.settings import PROJECT_ROOT
 from tests.support import SMALL
 
 pytestmark = pytest.mark.integration

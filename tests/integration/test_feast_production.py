@@ -9,9 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from flows import features, stack
-from flows.simulate import PROFILE_FILE, simulate
-from flows.workspace import Workspace
+from mlops_flows.adapters import features
+from mlops_flows.examples.churn.simulate import PROFILE_FILE, simulate
+from mlops_flows.ops import stack
+from mlops_flows.ops.workspace import Workspace
 from tests.services import ProductionResources, require_services
 from tests.support import END_OF_DATA, SMALL
 

@@ -19,11 +19,12 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from flows import features, history
-from flows.cli import app
-from flows.settings import Settings
-from flows.simulate import SimulationSpec
-from flows.workspace import Workspace
+from mlops_flows.adapters import features
+from mlops_flows.cli.app import app
+from mlops_flows.examples.churn.simulate import SimulationSpec
+from mlops_flows.ops.workspace import Workspace
+from mlops_flows.registry import history
+from mlops_flows.settings import Settings
 from tests.support import SMALL, champion_of, mlflow_client, seed_workspace, snapshot
 
 pytestmark = pytest.mark.integration

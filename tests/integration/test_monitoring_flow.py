@@ -16,15 +16,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from flows import events
-from flows.monitoring_flow import MonitoringOutcome, MonitoringParameters, monitor_drift
-from flows.registry import NoChampionError
-from flows.retrain_flow import parse_drift_event
-from flows.scenarios import Corruption, Scenario
-from flows.settings import Settings
-from flows.simulate import SimulationSpec, simulate
-from flows.training_flow import TrainingParameters, train_churn_model
-from flows.workspace import Workspace
+from mlops_flows.adapters import events
+from mlops_flows.examples.churn.scenarios import Corruption, Scenario
+from mlops_flows.examples.churn.simulate import SimulationSpec, simulate
+from mlops_flows.flows.monitoring_flow import MonitoringOutcome, MonitoringParameters, monitor_drift
+from mlops_flows.flows.retrain_flow import parse_drift_event
+from mlops_flows.flows.training_flow import TrainingParameters, train_churn_model
+from mlops_flows.ops.workspace import Workspace
+from mlops_flows.registry.versions import NoChampionError
+from mlops_flows.settings import Settings
 from tests.support import END, END_OF_DATA, seed_workspace, snapshot, use_workspace, wait_for_event
 
 pytestmark = [

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from flows.features import (
+from mlops_flows.adapters.features import (
     LabelsError,
     TrainingSetKeys,
     apply_repository,
@@ -27,7 +27,12 @@ from flows.features import (
     materialize,
     open_store,
 )
-from flows.simulate import ACTIVITY_FILE, PROFILE_FILE, SimulationSpec, simulate
+from mlops_flows.examples.churn.simulate import (
+    ACTIVITY_FILE,
+    PROFILE_FILE,
+    SimulationSpec,
+    simulate,
+)
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore

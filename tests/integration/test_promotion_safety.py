@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 
-from flows import events, history, registry
-from flows.settings import PROJECT_ROOT, Settings
-from flows.training_flow import TrainingParameters, train_churn_model
+from mlops_flows.adapters import events
+from mlops_flows.flows.training_flow import TrainingParameters, train_churn_model
+from mlops_flows.registry import history
+from mlops_flows.registry import versions as registry
+from mlops_flows.settings import PROJECT_ROOT, Settings
 from tests.support import END_OF_DATA, champion_of, mlflow_client, seed_workspace, use_workspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
@@ -71,7 +73,7 @@ class CrashOnce:
 def test_a_retried_run_registers_once_and_moves_the_alias_once(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, crash_point: str, days_before_end: int
 ) -> None:
-    import flows.training_flow as training_flow
+    import mlops_flows.flows.training_flow as training_flow
 
     if crash_point == "after registration":  # the version exists, its gate outcome does not
         crash = CrashOnce(registry.record_outcome)

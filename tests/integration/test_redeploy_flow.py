@@ -15,17 +15,18 @@ from typing import Any
 
 import pytest
 
-from flows import events, registry
-from flows.redeploy_flow import (
+from mlops_flows.adapters import events
+from mlops_flows.flows.redeploy_flow import (
     RedeployFailedError,
     RedeployParameterError,
     RedeployParameters,
     redeploy,
 )
-from flows.service_client import ServiceClient
-from flows.service_contract import reload_token
-from flows.service_runner import running_service
-from flows.settings import Settings
+from mlops_flows.registry import versions as registry
+from mlops_flows.serving.client import ServiceClient
+from mlops_flows.serving.contract import reload_token
+from mlops_flows.serving.runner import running_service
+from mlops_flows.settings import Settings
 from tests.support import (
     promote_for_set_up,
     snapshot,
@@ -163,8 +164,8 @@ def test_without_a_previous_version_the_alias_stays_but_the_failure_is_told(
 def test_the_materialize_flow_loads_every_view_up_to_its_end(deployed: Settings) -> None:
     """The hourly deployment's flow, run in this process: Feast records each view as
     materialized up to the flow's end."""
-    from flows import features
-    from flows.materialize_flow import materialize_features
+    from mlops_flows.adapters import features
+    from mlops_flows.flows.materialize_flow import materialize_features
 
     end = datetime.now(UTC).replace(microsecond=0)
     assert materialize_features(end=end) == end.isoformat()

@@ -13,8 +13,8 @@ import skops.io
 from sklearn.dummy import DummyClassifier
 from sklearn.pipeline import Pipeline
 
-from flows import registry
-from flows.lineage import file_digest
+from mlops_flows.ops.lineage import file_digest
+from mlops_flows.registry import versions as registry
 
 pytestmark = pytest.mark.integration
 

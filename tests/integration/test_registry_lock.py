@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from flows.registry_lock import RegistryLockError, lock_name, registry_lock
+from mlops_flows.registry.lock import RegistryLockError, lock_name, registry_lock
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
 MODEL = "lock-test"

@@ -11,13 +11,14 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from flows import features, model_card
-from flows.cli import app
-from flows.cli_common import EXIT_FAILED, EXIT_NOT_REPRODUCED
-from flows.reproduce import ReproductionError, ReproductionReport, reproduce
-from flows.settings import Settings
-from flows.training_flow import TrainingOutcome, TrainingParameters, train_churn_model
-from flows.workspace import Workspace
+from mlops_flows.adapters import features
+from mlops_flows.cli.app import app
+from mlops_flows.cli.common import EXIT_FAILED, EXIT_NOT_REPRODUCED
+from mlops_flows.flows.training_flow import TrainingOutcome, TrainingParameters, train_churn_model
+from mlops_flows.logic import model_card
+from mlops_flows.ops.workspace import Workspace
+from mlops_flows.registry.reproduce import ReproductionError, ReproductionReport, reproduce
+from mlops_flows.settings import Settings
 from tests.support import seed_workspace, unset, use_workspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]

@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows import events, governance, history
-from flows.cli import app
-from flows.rollback_flow import RollbackParameters, rollback_churn_model
-from flows.service_client import ServiceClient
-from flows.service_runner import running_service
-from flows.settings import Settings
-from flows.training_flow import TrainingParameters, train_churn_model
+from mlops_flows.adapters import events
+from mlops_flows.cli.app import app
+from mlops_flows.flows.rollback_flow import RollbackParameters, rollback_churn_model
+from mlops_flows.flows.training_flow import TrainingParameters, train_churn_model
+from mlops_flows.registry import governance, history
+from mlops_flows.serving.client import ServiceClient
+from mlops_flows.serving.runner import running_service
+from mlops_flows.settings import Settings
 from tests.support import (
     champion_of,
     mlflow_client,

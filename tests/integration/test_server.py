@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from flows import runtime
-from flows.settings import Settings
+from mlops_flows.ops import runtime
+from mlops_flows.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -22,9 +22,15 @@ import pandas as pd
 import pytest
 from pydantic import SecretStr
 
-from flows import features, history, registry, scoring, training
-from flows.registry import NoChampionError
-from flows.service_contract import (
+from mlops_flows.adapters import features
+from mlops_flows.logic import training
+from mlops_flows.ops.workspace import Workspace
+from mlops_flows.registry import history
+from mlops_flows.registry import versions as registry
+from mlops_flows.registry.versions import NoChampionError
+from mlops_flows.serving import scoring
+from mlops_flows.serving.app import EmptyTokenError, ScoringService
+from mlops_flows.serving.contract import (
     HEALTH,
     PREDICT,
     RELOAD,
@@ -34,10 +40,8 @@ from flows.service_contract import (
     ReloadResponse,
     reload_token,
 )
-from flows.service_runner import ServiceStartError, running_service
-from flows.serving import EmptyTokenError, ScoringService
-from flows.settings import PROJECT_ROOT, Settings
-from flows.workspace import Workspace
+from mlops_flows.serving.runner import ServiceStartError, running_service
+from mlops_flows.settings import PROJECT_ROOT, Settings
 from tests.e2e.stack import free_port, wait_until
 from tests.support import END_OF_DATA, promote_for_set_up, snapshot, use_workspace
 
@@ -213,7 +217,7 @@ def test_an_unexpected_error_is_a_short_500_and_is_logged(
         raise OSError("No space left on device")
 
     monkeypatch.setattr(PredictionLog, "append", full_disk)
-    with caplog.at_level(logging.ERROR, logger="flows.serving"):
+    with caplog.at_level(logging.ERROR, logger="mlops_flows.serving.app"):
         response = http.post(PREDICT, json={"customer_ids": [1000]})
     assert response.status_code == 500
     assert response.json() == {"detail": "Internal error; it is logged by the service."}

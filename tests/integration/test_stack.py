@@ -16,7 +16,7 @@ import httpx
 import psutil
 import pytest
 
-from flows.settings import PROJECT_ROOT
+from mlops_flows.settings import PROJECT_ROOT
 from tests.services import ProductionResources, require_services
 from tests.support import add_mlflow_user, mlflow_login
 

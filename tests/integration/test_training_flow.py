@@ -9,10 +9,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from flows import registry
-from flows.lineage import file_digest
-from flows.settings import Settings
-from flows.training_flow import TrainingOutcome, TrainingParameters, train_churn_model
+from mlops_flows.flows.training_flow import TrainingOutcome, TrainingParameters, train_churn_model
+from mlops_flows.ops.lineage import file_digest
+from mlops_flows.registry import versions as registry
+from mlops_flows.settings import Settings
 from tests.support import snapshot
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
@@ -147,7 +147,7 @@ def test_gate_failure_registers_a_rejected_version_and_keeps_the_champion(
 def test_every_experiment_keeps_its_artifacts_in_the_workspace(trained: Any) -> None:
     from mlflow import MlflowClient
 
-    from flows.workspace import Workspace
+    from mlops_flows.ops.workspace import Workspace
 
     settings = trained[0]
     root = Workspace(settings.home_resolved).mlflow_artifacts.as_uri()

@@ -11,7 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flows.validation import ValidationResult, load_suite, suite_digest, validate_frame
+from mlops_flows.adapters.validation import (
+    ValidationResult,
+    load_suite,
+    suite_digest,
+    validate_frame,
+)
 
 pytestmark = [
     pytest.mark.integration,

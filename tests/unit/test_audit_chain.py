@@ -7,9 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from flows import history
-from flows.history import Action, Entry, Stored
-from flows.signing import Signer, SigningKeyError, load_approvers, load_signer, public_key
+from mlops_flows.registry import history
+from mlops_flows.registry.history import Action, Entry, Stored
+from mlops_flows.registry.signing import (
+    Signer,
+    SigningKeyError,
+    load_approvers,
+    load_signer,
+    public_key,
+)
 from tests.support import make_key
 
 
@@ -148,7 +154,7 @@ def test_only_an_ed25519_private_key_signs(tmp_path: Path) -> None:
 def test_a_decision_authenticates_only_as_its_listed_approver(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
-    from flows import governance
+    from mlops_flows.registry import governance
 
     alice = public_key(make_key(tmp_path / "alice"), "test")
     make_key(tmp_path / "mallory")

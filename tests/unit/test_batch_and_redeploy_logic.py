@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from flows.batch_scoring import (
+from mlops_flows.logic.batch_scoring import (
     OUTPUT_COLUMNS,
     PopulationError,
     extract_population,
@@ -21,7 +21,7 @@ from flows.batch_scoring import (
     to_utc,
     write_atomically,
 )
-from flows.redeploy import (
+from mlops_flows.logic.redeploy import (
     Rollback,
     champion_mismatch,
     compare_scores,
@@ -278,8 +278,8 @@ def test_rollback_summary(rollback: Rollback, expected: str) -> None:
 
 
 def test_without_a_reload_token_the_error_says_how_to_get_one(tmp_path: Path) -> None:
-    from flows.service_contract import reload_token
-    from flows.settings import Settings
+    from mlops_flows.serving.contract import reload_token
+    from mlops_flows.settings import Settings
 
     settings = Settings(home=tmp_path / "workspace")
     with pytest.raises(
@@ -291,7 +291,7 @@ def test_without_a_reload_token_the_error_says_how_to_get_one(tmp_path: Path) ->
 
 
 def test_logging_no_predictions_writes_nothing(tmp_path: Path) -> None:
-    from flows.service_contract import PredictionLog
+    from mlops_flows.serving.contract import PredictionLog
 
     PredictionLog(tmp_path / "predictions").append([])
     assert not (tmp_path / "predictions").exists()

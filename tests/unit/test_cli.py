@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.settings import PROJECT_ROOT, Settings
+from mlops_flows.cli.app import app
+from mlops_flows.settings import PROJECT_ROOT, Settings
 from tests.support import unset
 
 SIMULATE = ["simulate", "--customers", "50", "--days", "28", "--end", "2026-06-30"]
@@ -138,7 +138,7 @@ def test_importing_the_cli_imports_no_heavy_library() -> None:
     # What keeps `mlops --help` under a second: the libraries load inside the commands.
     script = (
         "import json, sys\n"
-        "import flows.cli\n"
+        "import mlops_flows.cli.app\n"
         f"print(json.dumps([m for m in {HEAVY_LIBRARIES!r} if m in sys.modules]))\n"
     )
     completed = subprocess.run(
@@ -166,7 +166,7 @@ def test_an_mlflow_server_that_kept_answering_503_is_one_clear_line(
     import typer
     from mlflow.exceptions import MlflowException
 
-    from flows.cli_common import EXIT_FAILED, run_step
+    from mlops_flows.cli.common import EXIT_FAILED, run_step
 
     def fails() -> None:
         raise MlflowException(GAVE_UP)
@@ -180,7 +180,7 @@ def test_an_mlflow_server_that_kept_answering_503_is_one_clear_line(
 
 
 def test_other_unexpected_errors_keep_their_traceback() -> None:
-    from flows.cli_common import run_step
+    from mlops_flows.cli.common import run_step
 
     def fails() -> None:
         raise RuntimeError("a bug")
@@ -194,8 +194,8 @@ def test_a_rejected_first_version_says_there_is_no_champion() -> None:
 
     import typer
 
-    from flows import cli
-    from flows.cli_common import console
+    from mlops_flows.cli import app as cli
+    from mlops_flows.cli.common import console
 
     outcome = SimpleNamespace(
         version="1", status="rejected", gate_summary="1 of 4 gates failed", previous_champion=None

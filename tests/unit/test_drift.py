@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flows.drift import (
+from mlops_flows.adapters.drift import (
     DRIFT,
     NO_DRIFT,
     NOT_ENOUGH_DATA,
@@ -24,7 +24,7 @@ from flows.drift import (
     split_by_segment,
     window_midnights,
 )
-from flows.settings import MonitoringSettings
+from mlops_flows.settings import MonitoringSettings
 
 COLUMNS = ["amount", "visits", "plan"]
 CATEGORICAL = ["plan"]
@@ -279,7 +279,7 @@ def test_a_segment_drifts_on_its_own_columns_and_carries_no_report() -> None:
 
 
 def test_a_report_without_a_verdict_or_a_drifted_share_is_refused() -> None:
-    from flows.drift import _read_snapshot
+    from mlops_flows.adapters.drift import _read_snapshot
 
     drift = {"type": "evidently:metric_v2:ValueDrift", "column": "a", "method": "psi"}
     metric = {"id": "m1", "config": drift | {"threshold": 0.1}, "value": 0.3}

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from flows.evaluation import (
+from mlops_flows.logic.evaluation import (
     EvaluationInputError,
     GateReport,
     GateResult,
@@ -24,7 +24,7 @@ from flows.evaluation import (
     paired_bootstrap_auc_difference,
     slice_gates,
 )
-from flows.settings import GateSettings
+from mlops_flows.settings import GateSettings
 
 # The key rule MLflow applies to tag names on every platform (mlflow/utils/validation.py).
 MLFLOW_TAG_KEY = re.compile(r"^[/\w.\- ]*$")

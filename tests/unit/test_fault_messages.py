@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flows import scoring, tracking
-from flows.features import LabelsError, TrainingSetKeys, read_labels
-from flows.settings import Settings
+from mlops_flows.adapters import tracking
+from mlops_flows.adapters.features import LabelsError, TrainingSetKeys, read_labels
+from mlops_flows.serving import scoring
+from mlops_flows.settings import Settings
 
 KEYS = TrainingSetKeys("customer_id", "event_timestamp", "churned")
 

@@ -1,4 +1,5 @@
-"""Unit tests of the Feast-free parts of flows.features: labels, windows, digests, repo check."""
+"""Unit tests of the Feast-free parts of mlops_flows.adapters.features: labels, windows,
+digests, repo check."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from flows.features import (
+from mlops_flows.adapters.features import (
     FeatureRepoError,
     LabelsError,
     TrainingSetKeys,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flows import governance
-from flows.history import Action, Entry
+from mlops_flows.registry import governance
+from mlops_flows.registry.history import Action, Entry
 from tests.support import sample_lineage
 
 

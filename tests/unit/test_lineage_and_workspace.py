@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.lineage import (
+from mlops_flows.ops.lineage import (
     NOT_RECORDED,
     CodeVersion,
     Lineage,
@@ -18,7 +18,7 @@ from flows.lineage import (
     code_version,
     file_digest,
 )
-from flows.workspace import Workspace, WorkspaceError
+from mlops_flows.ops.workspace import Workspace, WorkspaceError
 from tests.support import sample_lineage
 
 GIT_IDENTITY = ["-c", "user.name=Test", "-c", "user.email=test@example.com"]

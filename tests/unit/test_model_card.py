@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from flows.model_card import DESCRIPTION_LIMIT, CardFacts, approval_status, render
+from mlops_flows.logic.model_card import DESCRIPTION_LIMIT, CardFacts, approval_status, render
 
 DIGEST = "c" * 64
 

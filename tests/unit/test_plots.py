@@ -12,7 +12,7 @@ import pytest
 from matplotlib.figure import Figure
 from sklearn.linear_model import LogisticRegression
 
-from flows.plots import (
+from mlops_flows.logic.plots import (
     calibration_figure,
     confusion_matrix_figure,
     feature_importance_figure,

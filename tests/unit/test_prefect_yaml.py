@@ -11,7 +11,7 @@ import pytest
 import yaml
 from pydantic import BaseModel, TypeAdapter
 
-from flows.settings import PROJECT_ROOT
+from mlops_flows.settings import PROJECT_ROOT
 
 PREFECT_YAML = PROJECT_ROOT / "prefect.yaml"
 
@@ -161,12 +161,14 @@ def test_pull_step_takes_the_project_directory_from_the_environment() -> None:
 
 def test_the_build_step_checks_the_directory_the_pull_step_will_enter() -> None:
     (step,) = _document()["build"]
-    assert step == {"flows.runtime.check_project_dir": {"directory": "{{ $MLOPS_PROJECT_DIR }}"}}
+    assert step == {
+        "mlops_flows.ops.runtime.check_project_dir": {"directory": "{{ $MLOPS_PROJECT_DIR }}"}
+    }
 
 
 @pytest.mark.parametrize("directory", ["{{ $MLOPS_PROJECT_DIR }}", " ", "/nonexistent"])
 def test_deploying_without_the_project_directory_is_refused(directory: str) -> None:
-    from flows.runtime import DeployEnvironmentError, check_project_dir
+    from mlops_flows.ops.runtime import DeployEnvironmentError, check_project_dir
 
     with pytest.raises(DeployEnvironmentError, match="MLOPS_PROJECT_DIR"):
         check_project_dir(directory)

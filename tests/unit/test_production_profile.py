@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from flows import stack
-from flows.settings import PROJECT_ROOT, Profile, Settings, TaskRunnerKind
+from mlops_flows.ops import stack
+from mlops_flows.settings import PROJECT_ROOT, Profile, Settings, TaskRunnerKind
 from tests.support import unset
 
 SECRET = "s3cret-Pg-pass/word"  # noqa: S105 - a test value, checked to stay hidden
@@ -185,8 +185,8 @@ def test_task_runner_is_threads_by_default_and_dask_on_loopback_when_chosen() ->
     from prefect.task_runners import ThreadPoolTaskRunner
     from prefect_dask.task_runners import DaskTaskRunner
 
-    from flows.settings import PrefectSettings
-    from flows.task_runners import task_runner_for
+    from mlops_flows.adapters.task_runners import task_runner_for
+    from mlops_flows.settings import PrefectSettings
 
     assert isinstance(task_runner_for(PrefectSettings()), ThreadPoolTaskRunner)
     local = task_runner_for(PrefectSettings(task_runner=TaskRunnerKind.DASK, dask_workers=3))
@@ -218,7 +218,7 @@ def test_missing_services_fail_under_ci_and_skip_locally(
 def test_features_env_prints_what_the_feast_cli_needs(production: Settings) -> None:
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from mlops_flows.cli.app import app
 
     result = CliRunner().invoke(app, ["features", "env"])
     assert result.exit_code == 0, result.output
@@ -236,7 +236,7 @@ def test_features_env_prints_what_the_feast_cli_needs(production: Settings) -> N
 
 def test_production_decides_and_writes_history_only_with_its_keys(production: Settings) -> None:
     """Each refusal comes before anything changes: the flows call these first."""
-    from flows import governance, history
+    from mlops_flows.registry import governance, history
 
     with pytest.raises(governance.UnauthenticatedDecisionError, match="APPROVERS_FILE"):
         governance.approvers(production)

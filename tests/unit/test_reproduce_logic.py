@@ -9,10 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flows.features import TrainingSetKeys
-from flows.lineage import NOT_RECORDED, CodeVersion
-from flows.reproduce import holdout_days
-from flows.reproduction_checks import (
+from mlops_flows.adapters.features import TrainingSetKeys
+from mlops_flows.logic.reproduction_checks import (
     Check,
     Observed,
     ReproductionReport,
@@ -21,7 +19,9 @@ from flows.reproduction_checks import (
     compare_predictions,
     compare_split,
 )
-from flows.training import split_by_time
+from mlops_flows.logic.training import split_by_time
+from mlops_flows.ops.lineage import NOT_RECORDED, CodeVersion
+from mlops_flows.registry.reproduce import holdout_days
 from tests.support import sample_lineage
 
 COMMIT = "1" * 40

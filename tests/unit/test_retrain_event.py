@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from flows.retrain_flow import DriftEventError, parse_drift_event
+from mlops_flows.flows.retrain_flow import DriftEventError, parse_drift_event
 
 GOOD: dict[str, Any] = {
     "event_id": "5f0c0d5e-0000-4000-8000-000000000000",

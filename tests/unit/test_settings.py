@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 from pydantic_settings import SettingsError
 
-from flows.settings import PROJECT_ROOT, PromotionPolicy, Settings
+from mlops_flows.settings import PROJECT_ROOT, PromotionPolicy, Settings
 from tests.support import unset
 
 TELEMETRY_OFF = {

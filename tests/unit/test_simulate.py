@@ -13,8 +13,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
-from flows.scenarios import Corruption, Scenario
-from flows.simulate import (
+from mlops_flows.examples.churn.scenarios import Corruption, Scenario
+from mlops_flows.examples.churn.simulate import (
     LABEL_HOUR,
     PLANS,
     REGIONS,

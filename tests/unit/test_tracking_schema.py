@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flows.tracking import sampled_schema, training_dataset
+from mlops_flows.adapters.tracking import sampled_schema, training_dataset
 
 
 def _training_set(rows: int) -> pd.DataFrame:

@@ -13,9 +13,8 @@ from sklearn.dummy import DummyClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from flows.features import TrainingSetKeys
-from flows.registry import SKOPS_TRUSTED_TYPES, UntrustedModelError, load_model_file
-from flows.training import (
+from mlops_flows.adapters.features import TrainingSetKeys
+from mlops_flows.logic.training import (
     ModelParameters,
     TrainingDataError,
     feature_columns,
@@ -24,6 +23,7 @@ from flows.training import (
     predict_scores,
     split_by_time,
 )
+from mlops_flows.registry.versions import SKOPS_TRUSTED_TYPES, UntrustedModelError, load_model_file
 
 KEYS = TrainingSetKeys(entity_key="customer_id", timestamp="event_timestamp", label="churned")
 FEATURES = ["plan", "region", "tenure_months", "monthly_charge", "sessions_7d"]
@@ -210,7 +210,7 @@ def test_fit_and_predict_read_the_frame_in_place_and_leave_it_as_it_was(
 
 
 def test_train_metrics_use_every_row_or_a_seeded_sample() -> None:
-    from flows.training import metric_rows
+    from mlops_flows.logic.training import metric_rows
 
     frame = pd.DataFrame({"x": range(5000)})
     assert metric_rows(frame, None, seed=1) is frame
@@ -223,7 +223,7 @@ def test_train_metrics_use_every_row_or_a_seeded_sample() -> None:
 
 
 def test_known_categories_are_what_each_encoder_saw_in_training(model: Pipeline) -> None:
-    from flows.scoring import feature_shares, unseen_categories
+    from mlops_flows.serving.scoring import feature_shares, unseen_categories
 
     known = known_categories(model)
     assert known == {

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flows.validation import (
+from mlops_flows.adapters.validation import (
     DataValidationError,
     FailedExpectation,
     ValidationResult,
@@ -212,7 +212,9 @@ def test_invalid_suite_file_is_a_value_error_naming_the_path(
 
 
 def test_importing_the_module_does_not_import_great_expectations() -> None:
-    probe = "import sys, flows.validation; print('great_expectations' in sys.modules)"
+    probe = (
+        "import sys, mlops_flows.adapters.validation; print('great_expectations' in sys.modules)"
+    )
     completed = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )

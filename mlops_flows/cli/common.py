@@ -1,0 +1,104 @@
+"""What every `mlops` command shares: the console, exit codes, settings, steps with spinners."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from mlops_flows.errors import MlopsError
+from mlops_flows.settings import Settings
+
+console = Console(stderr=True)  # progress and messages
+output = Console()  # data a user may pipe: tables
+T = TypeVar("T")
+
+EXIT_FAILED = 1
+EXIT_REJECTED = 3
+EXIT_NOT_REPRODUCED = 4
+
+
+def load_settings(runs_flows: bool = False, scoring: bool = False) -> Settings:
+    """Settings from the environment, the workspace ready, the Prefect API chosen (`scoring`:
+    the process logs in to MLflow as the scoring service)."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    try:
+        settings = Settings()
+    except (ValidationError, SettingsError) as error:
+        # A value that is not JSON fails while decoding (SettingsError), before validation.
+        detail = error.__cause__ if isinstance(error, SettingsError) and error.__cause__ else ""
+        message = redact_secrets(f"{error} {detail}")
+        console.print(f"[red]error:[/] invalid MLOPS_* setting:\n{escape(message)}")
+        raise typer.Exit(EXIT_FAILED) from None
+    from mlops_flows.ops import runtime
+
+    api = run_step("prepare workspace", lambda: runtime.prepare(settings, scoring))
+    if runs_flows:
+        console.print(f"  flow runs go to {api}")
+    return settings
+
+
+def redact_secrets(text: str) -> str:
+    """Pydantic shows rejected values; never those of a password, token or key variable."""
+    secret_name = re.compile(r"PASS|PASW|PWD|TOKEN|SECRET|KEY", re.IGNORECASE)
+    for name, value in os.environ.items():
+        if name.upper().startswith("MLOPS_") and secret_name.search(name) and value:
+            text = text.replace(value, "**********")
+    return text
+
+
+# What MLflow's client raises once a server answered 5xx to every retry.
+SERVER_GAVE_UP = re.compile(r"API request to (\S+) failed .*too many (5\d\d) error responses")
+
+
+def server_error(error: BaseException) -> str | None:
+    """A clear line for an MLflow server that kept answering 5xx (its database restarting or
+    down, say); None for any other error."""
+    found = SERVER_GAVE_UP.search(str(error))
+    if found is None:
+        return None
+    return (
+        f"the MLflow server answered {found.group(2)} to {found.group(1)} until its client "
+        "gave up: its backend store is unavailable or restarting. The run stopped there; check "
+        "the server and its database (`mlops stack status`), then run again."
+    )
+
+
+def run_step(step: str, action: Callable[[], T]) -> T:
+    """Run one step with a spinner; turn an expected failure into one clear line and exit 1."""
+    started = time.perf_counter()
+    try:
+        with console.status(f"{step}..."):
+            result = action()
+    except Exception as error:
+        message = str(error) if isinstance(error, MlopsError) else server_error(error)
+        if message is None:
+            raise
+        console.print(f"[red]error[/] in {step}: {escape(message)}")
+        raise typer.Exit(EXIT_FAILED) from None
+    console.print(f"[green]done[/] {step} ({time.perf_counter() - started:.1f} s)")
+    return result
+
+
+@contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Keep the libraries' notices for their developers out of the user's terminal."""
+    import warnings
+
+    with warnings.catch_warnings():
+        import feast  # noqa: F401 - its import puts its own filters in front: import it first
+
+        # Feast turns deprecation warnings back on ("once"); Python hides them by default.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", "On demand feature view", RuntimeWarning)
+        warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer", UserWarning)
+        yield

@@ -1,0 +1,26 @@
+"""Hourly materialization: the online store holds the latest feature values."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prefect import flow, get_run_logger
+
+from mlops_flows.adapters import features
+from mlops_flows.logic.times import to_utc
+from mlops_flows.settings import Settings
+
+
+@flow(name="materialize-features")
+def materialize_features(end: datetime | None = None, full: bool = False) -> str:
+    """Load feature values up to `end` (default now) into the online store; `full` reloads
+    every view's TTL window (an online store that lost its data)."""
+    settings = Settings()
+    settings.export_library_environment()  # a worker starts here, not at the CLI
+    until = to_utc(end) if end else datetime.now(UTC)
+    store = features.open_store(settings.features.repo_path)
+    reloaded = features.materialize(store, until, full)
+    if reloaded:
+        get_run_logger().warning(features.lost_values_notice(reloaded))
+    get_run_logger().info("Online store loaded up to %s", until.isoformat())
+    return until.isoformat()

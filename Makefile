@@ -41,6 +41,7 @@ lint: $(SYNCED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports  # the layers of pyproject.toml's [tool.importlinter]
 
 # The whole suite on two workers, with line and branch coverage of the library (`mlops`
 # subprocesses included; not the e2e and fault tiers' workers) printed at the end. In the

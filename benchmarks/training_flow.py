@@ -26,8 +26,9 @@ from benchmarks.workload import KEY, LABEL, TIMESTAMP, Workspace, Workspaces, ti
 
 def project_build(workspace: Workspace) -> pd.DataFrame:
     from mlops_flows.adapters import features
+    from mlops_flows.logic.keys import TrainingSetKeys
 
-    keys = features.TrainingSetKeys(KEY, TIMESTAMP, LABEL)
+    keys = TrainingSetKeys(KEY, TIMESTAMP, LABEL)
     return features.build_training_set(
         workspace.store, workspace.service, workspace.data.labels, keys
     )
@@ -93,7 +94,7 @@ def plain_training(workspace: Workspace, holdout_days: int = 21) -> float:
     """Build, split, fit, evaluate, gate, save with nothing around them; returns holdout ROC AUC."""
     from sklearn.metrics import roc_auc_score
 
-    from mlops_flows.adapters.features import TrainingSetKeys
+    from mlops_flows.logic.keys import TrainingSetKeys
     from mlops_flows.logic.training import (
         ModelParameters,
         feature_columns,

@@ -9,7 +9,6 @@ import os
 import re
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from mlops_flows.errors import MlopsError
-from mlops_flows.settings import Settings
+from mlops_flows.logic.keys import TrainingSetKeys
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
@@ -41,24 +40,6 @@ UNREADABLE_PARQUET_HINT = (
     "It is truncated, corrupt or still being written: write it again (re-run the export, or "
     "`mlops simulate` for the example), then start the run again."
 )
-
-
-@dataclass(frozen=True)
-class TrainingSetKeys:
-    """Columns that identify a label row and hold the label."""
-
-    entity_key: str
-    timestamp: str
-    label: str
-
-
-def keys_of(settings: Settings) -> TrainingSetKeys:
-    """The key, timestamp and label columns the settings name."""
-    return TrainingSetKeys(
-        settings.features.entity_key,
-        settings.features.timestamp_column,
-        settings.features.label_column,
-    )
 
 
 def open_store(repo_path: Path, store_yaml: Path | None = None) -> FeatureStore:

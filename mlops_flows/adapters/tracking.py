@@ -14,7 +14,14 @@ import pandas as pd
 
 from mlops_flows.errors import MlopsError
 from mlops_flows.ops.lineage import file_digest
-from mlops_flows.registry.versions import MODEL_FILE, SKOPS_TRUSTED_TYPES
+
+# The one file read from a version's artifact: its skops serialization (MLflow's file name).
+# Its MLmodel file (serialization format, trusted types, code path) is never read to load it.
+MODEL_FILE = "model.skops"
+# Types a skops-saved model of this project's pipeline holds beyond those skops trusts by
+# default. Held here, never read from an artifact: loading refuses any other type, so a
+# tampered or foreign artifact cannot run code (a test keeps this list true to the pipeline).
+SKOPS_TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

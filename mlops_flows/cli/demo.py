@@ -16,6 +16,7 @@ from mlops_flows.adapters import features
 from mlops_flows.examples.churn.scenarios import Scenario
 from mlops_flows.examples.churn.simulate import SimulationSpec, simulate
 from mlops_flows.logic import training
+from mlops_flows.logic.keys import keys_of
 from mlops_flows.ops.workspace import Workspace
 from mlops_flows.registry import versions as registry
 from mlops_flows.settings import Settings
@@ -134,7 +135,7 @@ def _recent_roc_auc(settings: Settings, store: Any, version: str) -> float:
     """ROC AUC of a version on the labels of the last week (point-in-time features)."""
     from sklearn.metrics import roc_auc_score
 
-    keys = features.keys_of(settings)
+    keys = keys_of(settings)
     labels = features.read_labels(settings.labels_path, keys)
     end = labels[keys.timestamp].max().to_pydatetime()
     window = features.select_window(labels, keys, end - timedelta(days=7), end)

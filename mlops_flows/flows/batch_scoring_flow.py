@@ -12,11 +12,11 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
-from mlops_flows.adapters import features
+from mlops_flows.adapters import batch_scoring, features
+from mlops_flows.adapters.batch_scoring import ScoreDistribution
 from mlops_flows.adapters.validation import ValidationResult
 from mlops_flows.flows.data_checks import check_or_stop
-from mlops_flows.logic import batch_scoring, training
-from mlops_flows.logic.batch_scoring import ScoreDistribution
+from mlops_flows.logic import training
 from mlops_flows.logic.times import UtcDatetime
 from mlops_flows.ops.runtime import FlowParameters
 from mlops_flows.ops.workspace import Workspace

@@ -20,12 +20,13 @@ from prefect.states import Completed
 from prefect.utilities.annotations import unmapped
 from pydantic import Field
 
-from mlops_flows.adapters import drift, events, features, tracking
+from mlops_flows.adapters import batch_scoring, drift, events, features, tracking
 from mlops_flows.adapters.drift import DecayResult, DriftResult
 from mlops_flows.adapters.task_runners import task_runner_for
 from mlops_flows.adapters.validation import ValidationResult
 from mlops_flows.flows.data_checks import check_or_stop
-from mlops_flows.logic import batch_scoring, training
+from mlops_flows.logic import training
+from mlops_flows.logic.keys import keys_of
 from mlops_flows.logic.times import UtcDatetime, to_utc
 from mlops_flows.ops.runtime import FlowParameters
 from mlops_flows.ops.workspace import Workspace
@@ -276,7 +277,7 @@ def check_performance(
     settings: Settings, champion: ChampionReference, window: CurrentWindow
 ) -> DecayResult | None:
     """ROC AUC of the champion on the window's labels, if any have arrived."""
-    logger, keys = get_run_logger(), features.keys_of(settings)
+    logger, keys = get_run_logger(), keys_of(settings)
     if champion.reference_roc_auc is None:
         logger.warning("Champion run %s has no holdout_roc_auc: no decay check", champion.run_id)
         return None

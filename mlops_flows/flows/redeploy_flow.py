@@ -12,9 +12,9 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from mlops_flows.adapters import events, features
+from mlops_flows.adapters import batch_scoring, events, features
 from mlops_flows.errors import MlopsError
-from mlops_flows.logic import batch_scoring, training
+from mlops_flows.logic import training
 from mlops_flows.logic.redeploy import (
     Rollback,
     SkewCheck,

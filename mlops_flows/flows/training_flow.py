@@ -21,6 +21,7 @@ from mlops_flows.adapters.validation import ValidationResult
 from mlops_flows.flows.data_checks import check_or_stop
 from mlops_flows.logic import model_card, plots, training
 from mlops_flows.logic.evaluation import GateReport, GateResult, compute_metrics, evaluate_gates
+from mlops_flows.logic.keys import TrainingSetKeys, keys_of
 from mlops_flows.logic.times import UtcDatetime
 from mlops_flows.ops import lineage
 from mlops_flows.ops.runtime import FlowParameters
@@ -85,7 +86,7 @@ class TrainingOutcome:
 @task(cache_policy=NO_CACHE)
 def build_training_set(settings: Settings, parameters: TrainingParameters) -> TrainingSet:
     """Point-in-time join of the FeatureService onto the label window."""
-    keys = features.keys_of(settings)
+    keys = keys_of(settings)
     store = features.open_store(settings.features.repo_path)
     service = features.get_feature_service(store, settings.features.feature_service)
     features.check_sources(store, service)
@@ -116,7 +117,7 @@ def validate_training_set(settings: Settings, training_set: TrainingSet) -> Vali
 
 @task(cache_policy=NO_CACHE)
 def fit_candidate(
-    split: training.TimeSplit, keys: features.TrainingSetKeys, parameters: training.ModelParameters
+    split: training.TimeSplit, keys: TrainingSetKeys, parameters: training.ModelParameters
 ) -> Any:
     """Fit the pipeline on the rows before the holdout."""
     return training.fit_model(split.train, keys, parameters)
@@ -127,7 +128,7 @@ def evaluate_candidate(
     settings: Settings,
     model: Any,
     split: training.TimeSplit,
-    keys: features.TrainingSetKeys,
+    keys: TrainingSetKeys,
     seed: int,
 ) -> Evaluation:
     """Score train and holdout, score the champion on the same holdout, apply every gate."""
@@ -175,7 +176,7 @@ def _lineage(
     validation: ValidationResult,
     split: training.TimeSplit,
     model_parameters: training.ModelParameters,
-    keys: features.TrainingSetKeys,
+    keys: TrainingSetKeys,
 ) -> lineage.Lineage:
     code = lineage.code_version()
     return lineage.Lineage(
@@ -239,7 +240,7 @@ def log_run(
     meter: lineage.ResourceMeter,
 ) -> tracking.LoggedRun:
     """One MLflow run: parameters, metrics, plots, dataset, lineage, reference, model."""
-    keys = features.keys_of(settings)
+    keys = keys_of(settings)
     columns = training.feature_columns(training_set.frame, keys)
     y_holdout = split.holdout[keys.label].to_numpy()
     record = tracking.RunRecord(
@@ -413,7 +414,7 @@ def _train_and_register(
 ) -> str | TrainingOutcome:
     """The version registered; or, when a version was trained from this same request, the
     outcome saying so, with nothing trained."""
-    keys = features.keys_of(settings)
+    keys = keys_of(settings)
     training_set = build_training_set(settings, parameters)
     validation = validate_training_set(settings, training_set)
     split = training.split_by_time(

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from mlops_flows.adapters.features import TrainingSetKeys
 from mlops_flows.errors import MlopsError
+from mlops_flows.logic.keys import TrainingSetKeys
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline

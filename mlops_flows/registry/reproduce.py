@@ -18,6 +18,7 @@ from mlops_flows.adapters import features
 from mlops_flows.adapters.validation import suite_digest, validate_frame
 from mlops_flows.logic import training
 from mlops_flows.logic.evaluation import compute_metrics
+from mlops_flows.logic.keys import TrainingSetKeys, keys_of
 from mlops_flows.logic.reproduction_checks import (
     Check,
     Observed,
@@ -117,7 +118,7 @@ def reproduce(settings: Settings, version: str) -> ReproductionReport:
     """Rebuild the version's training set, retrain it and compare everything with its record."""
     from mlflow import MlflowClient
 
-    name, keys = settings.mlflow.model_name, features.keys_of(settings)
+    name, keys = settings.mlflow.model_name, keys_of(settings)
     recorded = read_version(MlflowClient(settings.tracking_uri), name, version)
     bundle = recorded.lineage
     frame, definition = rebuild_training_set(settings, bundle, keys)
@@ -141,7 +142,7 @@ def reproduce(settings: Settings, version: str) -> ReproductionReport:
 
 
 def rebuild_training_set(
-    settings: Settings, recorded: Lineage, keys: features.TrainingSetKeys
+    settings: Settings, recorded: Lineage, keys: TrainingSetKeys
 ) -> tuple[pd.DataFrame, str]:
     """The recorded label window joined with the recorded feature service, as training did;
     returns the frame and the service's definition digest now."""
@@ -172,7 +173,7 @@ def _retrain_checks(
     settings: Settings,
     recorded: RecordedVersion,
     frame: pd.DataFrame,
-    keys: features.TrainingSetKeys,
+    keys: TrainingSetKeys,
     version: str,
 ) -> list[Check]:
     """Split, fit with the logged parameters and seed, score; compare metrics and predictions."""

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlops_flows.adapters.tracking import MODEL_FILE, SKOPS_TRUSTED_TYPES
 from mlops_flows.errors import MlopsError
 
 if TYPE_CHECKING:
@@ -16,15 +17,8 @@ if TYPE_CHECKING:
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-# The one file read from a version's artifact: its skops serialization (MLflow's file name).
-# Its MLmodel file (serialization format, trusted types, code path) is never read to load it.
-MODEL_FILE = "model.skops"
 # The sha256 of MODEL_FILE as the store held it when the training run registered the version.
 MODEL_DIGEST = "mlops.model_sha256"
-# Types a skops-saved model of this project's pipeline holds beyond those skops trusts by
-# default. Held here, never read from an artifact: loading refuses any other type, so a
-# tampered or foreign artifact cannot run code (a test keeps this list true to the pipeline).
-SKOPS_TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 
 
 class NoChampionError(Exception):

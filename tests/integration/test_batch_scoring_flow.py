@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from mlops_flows.adapters import events
+from mlops_flows.adapters.batch_scoring import OUTPUT_COLUMNS
 from mlops_flows.adapters.validation import DataValidationError
 from mlops_flows.examples.churn.simulate import Corruption, SimulationSpec, simulate
 from mlops_flows.flows.batch_scoring_flow import BatchScoringParameters, score_batch
-from mlops_flows.logic.batch_scoring import OUTPUT_COLUMNS
 from mlops_flows.ops.workspace import Workspace
 from mlops_flows.registry.versions import NoChampionError
 from mlops_flows.settings import Settings

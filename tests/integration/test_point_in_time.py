@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 
 from mlops_flows.adapters.features import (
     LabelsError,
-    TrainingSetKeys,
     apply_repository,
     build_training_set,
     get_feature_service,
@@ -33,6 +32,7 @@ from mlops_flows.examples.churn.simulate import (
     SimulationSpec,
     simulate,
 )
+from mlops_flows.logic.keys import TrainingSetKeys
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore

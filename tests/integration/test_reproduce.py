@@ -16,6 +16,7 @@ from mlops_flows.cli.app import app
 from mlops_flows.cli.common import EXIT_FAILED, EXIT_NOT_REPRODUCED
 from mlops_flows.flows.training_flow import TrainingOutcome, TrainingParameters, train_churn_model
 from mlops_flows.logic import model_card
+from mlops_flows.logic.keys import keys_of
 from mlops_flows.ops.workspace import Workspace
 from mlops_flows.registry.reproduce import ReproductionError, ReproductionReport, reproduce
 from mlops_flows.settings import Settings
@@ -101,7 +102,7 @@ def test_one_changed_label_is_named_as_changed_label_rows(trained: Any) -> None:
 
 def _window(settings: Settings) -> pd.DataFrame:
     """The label rows the version was trained on (the window ends at the last label)."""
-    keys = features.keys_of(settings)
+    keys = keys_of(settings)
     labels = features.read_labels(settings.labels_path, keys)
     end = labels[keys.timestamp].max()
     return labels[labels[keys.timestamp] >= end - pd.Timedelta(days=settings.training.window_days)]
@@ -122,7 +123,7 @@ def _change_one_activity_value(settings: Settings) -> None:
 
 
 def _flip_one_label(settings: Settings) -> None:
-    keys = features.keys_of(settings)
+    keys = keys_of(settings)
     labels = pd.read_parquet(settings.labels_path)
     row = _window(settings).index[0]  # read_labels keeps the file's row positions
     labels.loc[row, keys.label] = 1 - labels.loc[row, keys.label]

@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from mlops_flows.logic.batch_scoring import (
+from mlops_flows.adapters.batch_scoring import (
     OUTPUT_COLUMNS,
     PopulationError,
     extract_population,

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from mlops_flows.adapters import tracking
-from mlops_flows.adapters.features import LabelsError, TrainingSetKeys, read_labels
+from mlops_flows.adapters.features import LabelsError, read_labels
+from mlops_flows.logic.keys import TrainingSetKeys
 from mlops_flows.serving import scoring
 from mlops_flows.settings import Settings
 

@@ -14,7 +14,6 @@ import pytest
 from mlops_flows.adapters.features import (
     FeatureRepoError,
     LabelsError,
-    TrainingSetKeys,
     definition_digest,
     entity_rows_digest,
     frame_digest,
@@ -22,6 +21,7 @@ from mlops_flows.adapters.features import (
     read_labels,
     select_window,
 )
+from mlops_flows.logic.keys import TrainingSetKeys
 from tests.support import unset
 
 KEYS = TrainingSetKeys(entity_key="customer_id", timestamp="event_timestamp", label="churned")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_flows.adapters.features import TrainingSetKeys
+from mlops_flows.logic.keys import TrainingSetKeys
 from mlops_flows.logic.reproduction_checks import (
     Check,
     Observed,

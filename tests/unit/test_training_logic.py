@@ -13,7 +13,7 @@ from sklearn.dummy import DummyClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from mlops_flows.adapters.features import TrainingSetKeys
+from mlops_flows.logic.keys import TrainingSetKeys
 from mlops_flows.logic.training import (
     ModelParameters,
     TrainingDataError,

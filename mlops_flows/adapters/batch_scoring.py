@@ -15,6 +15,7 @@ import pandas as pd
 
 from mlops_flows.adapters import features
 from mlops_flows.adapters.features import FeatureRepoError
+from mlops_flows.errors import MlopsError
 from mlops_flows.logic.times import to_utc
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ OUTPUT_COLUMNS = (
 BAND_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
-class PopulationError(Exception):
+class PopulationError(MlopsError):
     """The population to score cannot be read or is empty."""
 
 

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from mlops_flows.errors import MlopsError
+
 # evidently costs ~7 s to import, so it is imported inside functions only.
 if TYPE_CHECKING:
     from evidently.core.report import Snapshot
@@ -30,11 +32,11 @@ _DRIFTED_COLUMNS_COUNT = "evidently:metric_v2:DriftedColumnsCount"
 _VALUE_DRIFT_TEST = "evidently:bound_test:ValueDriftBoundTest"
 
 
-class DriftInputError(ValueError):
+class DriftInputError(MlopsError, ValueError):
     """The frames or column lists given to a drift check do not fit together."""
 
 
-class DriftReportError(RuntimeError):
+class DriftReportError(MlopsError, RuntimeError):
     """Evidently's report lacks a result the check needs."""
 
 

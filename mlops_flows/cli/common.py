@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -73,14 +75,48 @@ def server_error(error: BaseException) -> str | None:
     )
 
 
+def expected_failure(error: BaseException) -> str | None:
+    """The one line that tells an expected failure (an MlopsError, or an MLflow server that
+    kept answering 5xx); None for any other error, a bug whose traceback is wanted."""
+    return str(error) if isinstance(error, MlopsError) else server_error(error)
+
+
+class _NoTracebackForExpectedFailures(logging.Filter):
+    """Prefect's console handler prints the traceback of a failed task and of its flow run.
+    For an expected failure the terminal keeps their one-line records and the CLI's own line;
+    the traceback stays in the run's log on the Prefect server, which its API handler has
+    already formatted when this handler sees the record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None and expected_failure(error) is not None:
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_EXPECTED_FAILURES = _NoTracebackForExpectedFailures()
+
+
+def _quiet_expected_tracebacks() -> None:
+    """Put the filter on Prefect's console handlers, once Prefect has set up its logging (a
+    command that runs no flow never imports Prefect)."""
+    if "prefect" not in sys.modules:
+        return
+    for handler in logging.getLogger().handlers:
+        if type(handler).__name__ == "PrefectConsoleHandler":
+            handler.addFilter(_EXPECTED_FAILURES)  # a no-op when it is there already
+
+
 def run_step(step: str, action: Callable[[], T]) -> T:
     """Run one step with a spinner; turn an expected failure into one clear line and exit 1."""
     started = time.perf_counter()
+    _quiet_expected_tracebacks()
     try:
         with console.status(f"{step}..."):
             result = action()
     except Exception as error:
-        message = str(error) if isinstance(error, MlopsError) else server_error(error)
+        message = expected_failure(error)
         if message is None:
             raise
         console.print(f"[red]error[/] in {step}: {escape(message)}")

@@ -53,15 +53,15 @@ class RedeployParameters(FlowParameters):
     )
 
 
-class RedeployParameterError(Exception):
+class RedeployParameterError(MlopsError):
     """The parameters disagree with the registry; nothing was changed."""
 
 
-class ServedVersionError(Exception):
+class ServedVersionError(MlopsError):
     """The service serves another version than the one being deployed."""
 
 
-class SkewCheckError(Exception):
+class SkewCheckError(MlopsError):
     """Online scores differ from offline scores of the same customers."""
 
 

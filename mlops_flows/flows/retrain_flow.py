@@ -8,11 +8,12 @@ from typing import Any
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field, ValidationError
 
+from mlops_flows.errors import MlopsError
 from mlops_flows.flows.training_flow import TrainingParameters, train_churn_model
 from mlops_flows.settings import Settings
 
 
-class DriftEventError(ValueError):
+class DriftEventError(MlopsError, ValueError):
     """The triggering event lacks a field or names another model."""
 
 

@@ -19,6 +19,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from mlops_flows.errors import MlopsError
 from mlops_flows.settings import GateSettings
 
 FloatArray = npt.NDArray[np.float64]
@@ -33,7 +34,7 @@ _TAG_KEY_UNSAFE = re.compile(r"[^\w.\- ]")
 _TAG_VALUE_MAX_CHARS = 500
 
 
-class EvaluationInputError(ValueError):
+class EvaluationInputError(MlopsError, ValueError):
     """Labels or scores handed to an evaluation are not what a binary classifier produces."""
 
 

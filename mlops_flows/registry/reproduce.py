@@ -16,6 +16,7 @@ import pandas as pd
 
 from mlops_flows.adapters import features
 from mlops_flows.adapters.validation import suite_digest, validate_frame
+from mlops_flows.errors import MlopsError
 from mlops_flows.logic import training
 from mlops_flows.logic.evaluation import compute_metrics
 from mlops_flows.logic.keys import TrainingSetKeys, keys_of
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 
-class ReproductionError(Exception):
+class ReproductionError(MlopsError):
     """A version cannot be reproduced at all: it does not exist or its lineage is unreadable."""
 
 

@@ -21,7 +21,7 @@ CHALLENGER = "challenger"
 MODEL_DIGEST = "mlops.model_sha256"
 
 
-class NoChampionError(Exception):
+class NoChampionError(MlopsError):
     """No registered version carries the `champion` alias."""
 
 

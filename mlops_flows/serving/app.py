@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from threadpoolctl import ThreadpoolController
 
 from mlops_flows.adapters import features
+from mlops_flows.errors import MlopsError
 from mlops_flows.logic import training
 from mlops_flows.ops.workspace import Workspace
 from mlops_flows.registry import versions as registry
@@ -51,7 +52,7 @@ CANNOT_SERVE = (
 )
 
 
-class EmptyTokenError(Exception):
+class EmptyTokenError(MlopsError):
     """The admin token is empty, which would let anyone reload."""
 
 

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from mlops_flows.errors import MlopsError
 from mlops_flows.serving.contract import (
     HEALTH,
     PREDICT,
@@ -21,7 +22,7 @@ from mlops_flows.serving.contract import (
 Response = TypeVar("Response", bound=BaseModel)
 
 
-class ServiceError(Exception):
+class ServiceError(MlopsError):
     """The scoring service could not do what was asked."""
 
 

@@ -9,13 +9,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
+from mlops_flows.errors import MlopsError
 from mlops_flows.serving.contract import HEALTH
 from mlops_flows.settings import Settings
 
 URL_VARIABLE = "MLOPS_SERVING__URL"
 
 
-class ServiceStartError(Exception):
+class ServiceStartError(MlopsError):
     """The service stopped or stayed unhealthy while starting."""
 
 

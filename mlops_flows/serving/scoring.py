@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from mlops_flows.errors import MlopsError
+
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
@@ -30,7 +32,7 @@ class ServedModel:
     categories: Mapping[str, frozenset[Any]] = field(default_factory=dict)  # seen in training
 
 
-class UnknownEntitiesError(Exception):
+class UnknownEntitiesError(MlopsError):
     """Some requested ids have no features in the online store."""
 
     def __init__(self, ids: list[int]) -> None:
@@ -76,11 +78,11 @@ class IncompleteFeaturesError(UnknownEntitiesError):
         )
 
 
-class IncompatibleModelError(Exception):
+class IncompatibleModelError(MlopsError):
     """The model reads columns the feature service does not provide."""
 
 
-class ModelLoadError(Exception):
+class ModelLoadError(MlopsError):
     """A registered version's model cannot be loaded: artifact missing or corrupt, store down."""
 
     def __init__(self, name: str, version: str, tracking_uri: str, cause: BaseException) -> None:

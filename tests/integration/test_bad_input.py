@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,7 +22,7 @@ from mlops_flows.adapters.validation import DataValidationError
 from mlops_flows.examples.churn.simulate import Corruption, SimulationSpec, simulate
 from mlops_flows.flows.training_flow import TrainingParameters, train_churn_model
 from mlops_flows.ops.workspace import Workspace, WorkspaceError
-from mlops_flows.settings import Settings
+from mlops_flows.settings import PROJECT_ROOT, Settings
 from tests.support import SMALL, snapshot, wait_for_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
@@ -191,3 +195,52 @@ def test_unreachable_tracking_server_fails_fast(
     with pytest.raises(TrackingStoreError, match=r"is not reachable"):
         _train()
     assert time.monotonic() - started < 15
+
+
+def test_an_expected_failure_ends_the_command_on_one_line_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """`mlops train` on a workspace whose Feast registry is empty: the terminal shows Prefect's
+    one-line failure records and ends on the CLI's own line, with no traceback; the run's log
+    on the Prefect server keeps the traceback."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterName,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+    from prefect.settings import PREFECT_API_URL
+
+    environment = os.environ | {
+        "MLOPS_HOME": str(tmp_path / "workspace"),
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "COLUMNS": "250",
+    }
+    completed = subprocess.run(
+        [str(Path(sys.executable).with_name("mlops")), "train"],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    told = completed.stdout + completed.stderr
+    assert completed.returncode == 1, told
+    assert "Traceback" not in told
+    assert (
+        told.strip()
+        .splitlines()[-1]
+        .startswith(
+            "error in training flow: Feature service 'churn_model_v1' is not in the Feast registry"
+        )
+    ), told
+
+    (name,) = set(re.findall(r"Flow run '([\w-]+)' - ", told))  # its failure, one line
+    with get_client(sync_client=True) as client:
+        (run,) = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name]))
+        )
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+    assert any("Traceback" in log.message for log in logs)

@@ -1,0 +1,1 @@
+"""Examples the demo and the tests run on."""

@@ -1,0 +1,1 @@
+"""The Prefect flows that `prefect.yaml` deploys: they wire the steps of the parts below."""

@@ -1,0 +1,1 @@
+"""Plain computations and values: no Prefect, no store."""

@@ -1,0 +1,1 @@
+"""The process around the flows: runtime environment, workspace, local stack, code lineage."""

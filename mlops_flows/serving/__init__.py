@@ -1,0 +1,1 @@
+"""The online scoring service: its HTTP contract, app, client and in-process runner."""

@@ -1,0 +1,1 @@
+"""The churn example: a seeded simulator of its Feast sources and labels."""

@@ -15,6 +15,10 @@ import pandas as pd
 from mlops_flows.errors import MlopsError
 from mlops_flows.ops.lineage import file_digest
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from sklearn.pipeline import Pipeline
+
 # The one file read from a version's artifact: its skops serialization (MLflow's file name).
 # Its MLmodel file (serialization format, trusted types, code path) is never read to load it.
 MODEL_FILE = "model.skops"
@@ -22,11 +26,6 @@ MODEL_FILE = "model.skops"
 # default. Held here, never read from an artifact: loading refuses any other type, so a
 # tampered or foreign artifact cannot run code (a test keeps this list true to the pipeline).
 SKOPS_TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-    from sklearn.pipeline import Pipeline
-
 # The model's runtime needs, pinned from this environment: inferring them costs ~10 s a model.
 MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy")
 SCHEMA_SAMPLE_ROWS = 1000  # rows MLflow reads to infer a dataset's schema, when that is exact

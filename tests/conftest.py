@@ -58,6 +58,23 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     import sklearn  # noqa: F401
 
 
+@pytest.fixture(scope="module", autouse=True)
+def subprocess_coverage(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Subprocesses run untraced unless their module is marked `traced_subprocesses`.
+
+    Coverage's tracer costs a traced process about half its CPU again, whatever code it runs.
+    A run with one coverage context per test module (issue 16) showed that only the marked
+    modules' subprocesses cover lines nothing in process covers; every other subprocess (the
+    e2e and fault stacks, workers, trainings in a race) re-covered what the in-process tests
+    already had. Autouse and module-scoped, so it holds before any module fixture starts one.
+    """
+    traced = request.node.get_closest_marker("traced_subprocesses") is not None
+    value = None if traced else os.environ.pop("COVERAGE_PROCESS_CONFIG", None)
+    yield
+    if value is not None:
+        os.environ["COVERAGE_PROCESS_CONFIG"] = value
+
+
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
     """A temporary Prefect API for the whole session (it takes ~12 s to start here). Its

@@ -42,6 +42,14 @@ UNREADABLE_PARQUET_HINT = (
 )
 
 
+def close_store(store: FeatureStore) -> None:
+    """Close the connection pools of a SQL registry, which Feast never closes itself; a no-op
+    for a file registry."""
+    for engine in (getattr(store.registry, name, None) for name in ("write_engine", "read_engine")):
+        if engine is not None:
+            engine.dispose()
+
+
 def open_store(repo_path: Path, store_yaml: Path | None = None) -> FeatureStore:
     """Open the Feast store of `repo_path`, configured by `store_yaml` or, when empty, by the
     file Feast itself picks (FEAST_FS_YAML_FILE_PATH, which the settings export, or

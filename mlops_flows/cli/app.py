@@ -94,10 +94,13 @@ def _apply(settings: Settings) -> list[str]:
     from mlops_flows.adapters import features
 
     store = run_step("open feature store", lambda: features.open_store(settings.features.repo_path))
-    return run_step(
-        "apply feature definitions",
-        lambda: features.apply_repository(store, settings.features.repo_path),
-    )
+    try:
+        return run_step(
+            "apply feature definitions",
+            lambda: features.apply_repository(store, settings.features.repo_path),
+        )
+    finally:
+        features.close_store(store)
 
 
 @features_app.command("materialize")
@@ -119,10 +122,13 @@ def _materialize(settings: Settings, end: datetime | None, full: bool = False) -
 
     until = to_utc(end) if end else datetime.now(UTC)
     store = run_step("open feature store", lambda: features.open_store(settings.features.repo_path))
-    reloaded = run_step(
-        f"materialize up to {until:%Y-%m-%d %H:%M}",
-        lambda: features.materialize(store, until, full),
-    )
+    try:
+        reloaded = run_step(
+            f"materialize up to {until:%Y-%m-%d %H:%M}",
+            lambda: features.materialize(store, until, full),
+        )
+    finally:
+        features.close_store(store)
     if reloaded:
         console.print(f"  {features.lost_values_notice(reloaded)}")
 

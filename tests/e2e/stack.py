@@ -65,13 +65,10 @@ class Stack:
         chosen = [option for name in names for option in ("--name", name)] or ["--all"]
         self.run(str(BIN / "prefect"), "--no-prompt", "deploy", *chosen)
         self.run(str(BIN / "mlops"), "features", "apply")
-        # Neither it nor its flow runs (its environment is theirs) are traced by coverage:
-        # tracing made them 40 % slower, and the same flows run traced in the integration tier.
         # Once it has run flows, it may take 30 s to end on SIGINT although no run is left.
         self.start(
             "worker",
             [str(BIN / "prefect"), "worker", "start", "--pool", "mlops-process"],
-            measured=False,
             stop_grace=3,
         )
 
@@ -164,21 +161,18 @@ class Stack:
             )
 
     def start_prefect_server(self) -> None:
-        """`prefect server start`; it runs no library code, so coverage does not trace it."""
-        self.start("server", [str(BIN / "prefect"), "server", "start"], measured=False)
+        """`prefect server start`."""
+        self.start("server", [str(BIN / "prefect"), "server", "start"])
 
     def start(
         self,
         name: str,
         command: list[str],
         extra: dict[str, str] | None = None,
-        measured: bool = True,
         stop_grace: float = 30,
     ) -> None:
         self.grace[name] = stop_grace
         environment = self.environment | (extra or {})
-        if not measured:
-            environment = unmeasured(environment)
         with (self.folder / f"{name}.log").open("wb") as log:  # the child keeps its own copy
             self.processes[name] = subprocess.Popen(
                 command,
@@ -227,12 +221,6 @@ def files_in_home(environment: dict[str, str]) -> list[str]:
     workspace."""
     home = Path(environment["HOME"])
     return sorted(str(path.relative_to(home)) for path in home.rglob("*"))
-
-
-def unmeasured(environment: dict[str, str]) -> dict[str, str]:
-    """The environment without coverage's start-up variable: a server that runs no library
-    code (Prefect's, MLflow's) is not traced, which would only slow it down."""
-    return {k: v for k, v in environment.items() if k != "COVERAGE_PROCESS_CONFIG"}
 
 
 def base_environment(folder: Path, workspace: Path) -> dict[str, str]:

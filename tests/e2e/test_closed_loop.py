@@ -181,9 +181,7 @@ def test_the_closed_loop(stack: Stack) -> None:
     materialized = _run_deployment(stack, "materialize-features", "hourly", {})
     assert materialized["state"]["type"] == "COMPLETED", stack.log("worker")
 
-    # Untraced: it checks the alias every 10 s for minutes; tests/integration/test_serving.py
-    # traces the same service.
-    stack.start("service", [str(BIN / "mlops"), "serve"], measured=False)
+    stack.start("service", [str(BIN / "mlops"), "serve"])
     service = f"http://127.0.0.1:{stack.environment['MLOPS_SERVING__PORT']}"
     assert wait_until(lambda: _served_version(service), 120, "the scoring service") == "1"
 
@@ -245,7 +243,7 @@ def test_the_closed_loop(stack: Stack) -> None:
     )
     assert rolled_back["payload"]["restored_version"] == "1"
     assert "not reachable" in rolled_back["payload"]["reason"]
-    stack.start("service", [str(BIN / "mlops"), "serve"], measured=False)
+    stack.start("service", [str(BIN / "mlops"), "serve"])
     assert wait_until(lambda: _served_version(service), 120, "the service again") == "1"
 
     # An event about another model, without a window, still starts a run: it fails at once

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.stack import BIN, free_port, unmeasured, wait_until
+from tests.e2e.stack import BIN, free_port, wait_until
 
 
 @dataclass
@@ -35,9 +35,9 @@ class MlflowServer:
         """Start on the same database and port; return the seconds until /health answered."""
         assert self.process is None or self.process.poll() is not None, "already running"
         self.starts += 1
-        environment = unmeasured(
-            {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "MLFLOW_"))}
-        )
+        environment = {
+            k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "MLFLOW_"))
+        }
         environment["MLFLOW_DISABLE_TELEMETRY"] = "true"
         # The job executor starts consumer processes that the tests do not need.
         environment["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"

@@ -25,7 +25,12 @@ from mlops_flows.ops.workspace import Workspace, WorkspaceError
 from mlops_flows.settings import PROJECT_ROOT, Settings
 from tests.support import SMALL, snapshot, wait_for_event
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
+# The CLI's one-line ending of an expected failure is only seen from a subprocess.
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.usefixtures("prefect_server"),
+    pytest.mark.traced_subprocesses,
+]
 
 
 @pytest.fixture

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 from mlops_flows.adapters import features
+from mlops_flows.cli.app import app
 from mlops_flows.examples.churn.simulate import PROFILE_FILE, simulate
 from mlops_flows.ops import stack
 from mlops_flows.ops.workspace import Workspace
@@ -80,10 +83,18 @@ def test_apply_materialize_and_read_online(resources: ProductionResources) -> No
         assert features.materialize(store, END_OF_DATA + timedelta(hours=1)) == []
 
         # What a Redis restarted without persistence leaves: nothing. The next incremental
-        # run would load only the last hour; the read-back sees the loss and reloads.
+        # run would load only the last hour; the read-back sees the loss, reloads, and the
+        # CLI says so.
         client.delete(*keys)
-        reloaded = features.materialize(store, END_OF_DATA + timedelta(hours=2))
-        assert sorted(reloaded) == ["customer_activity", "customer_profile"]
+        until = (END_OF_DATA + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S")
+        result = CliRunner().invoke(
+            app, ["features", "materialize", "--end", until], env=resources.environment()
+        )
+        assert result.exit_code == 0, result.output
+        told = " ".join(result.output.split())
+        lost = re.search(r"the online store had lost values of ([\w, ]+) \(", told)
+        assert lost, told
+        assert sorted(lost.group(1).split(", ")) == ["customer_activity", "customer_profile"]
         assert len(list(client.scan_iter(match=f"*{resources.project}"))) == SMALL.customers
     finally:
         client.close()

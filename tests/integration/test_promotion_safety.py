@@ -14,8 +14,12 @@ from typing import Any
 import pytest
 
 from mlops_flows.adapters import events
-from mlops_flows.flows.training_flow import TrainingParameters, train_churn_model
-from mlops_flows.registry import history
+from mlops_flows.flows.training_flow import (
+    TrainingParameters,
+    settle_candidate,
+    train_churn_model,
+)
+from mlops_flows.registry import governance, history
 from mlops_flows.registry import versions as registry
 from mlops_flows.settings import PROJECT_ROOT, Settings
 from tests.support import END_OF_DATA, champion_of, mlflow_client, seed_workspace, use_workspace
@@ -145,3 +149,51 @@ def test_concurrent_retrains_of_one_window_promote_exactly_once(settings: Settin
     assert sorted(run.returncode for run in runs) == [0] + [3] * (CONCURRENT_RUNS - 1), told
     refused = history.read(mlflow_client(settings), "churn")
     assert sum(e.action == history.Action.PROMOTION_REFUSED for e in refused) >= len(new) - 1
+
+
+def _candidate(settings: Settings, evaluated_against: str, request_key: str) -> str:
+    """The champion's model registered again as a candidate that passed its gates, compared
+    with `evaluated_against` and trained from `request_key`: what a run that lost a race
+    registers before it settles."""
+    client, name = mlflow_client(settings), settings.mlflow.model_name
+    champion = client.get_model_version(name, str(champion_of(settings)))
+    tags = {
+        governance.GATES_PASSED: "true",
+        "gates.summary": "all gates passed",
+        governance.EVALUATED_AGAINST: evaluated_against,
+        governance.REQUEST_KEY: request_key,
+    }
+    registered = registry.register_version(
+        client, name, str(champion.source), str(champion.run_id), tags
+    )
+    return str(registered.version)
+
+
+@pytest.mark.parametrize("lost_to", ["a newer champion", "the same request"])
+def test_a_candidate_that_lost_the_race_is_superseded_and_the_champion_stays(
+    settings: Settings, lost_to: str
+) -> None:
+    """The settle step of a run whose compare-and-set fails, in process: the version is
+    `superseded` with the reason on its card and in the history, and `champion` does not move.
+    (The race itself, between processes, is the test above.)"""
+    client, name = mlflow_client(settings), settings.mlflow.model_name
+    champion = str(champion_of(settings))
+    champion_key = client.get_model_version(name, champion).tags[governance.REQUEST_KEY]
+    if lost_to == "a newer champion":
+        version = _candidate(settings, evaluated_against="none", request_key="another request")
+        expected = f"was compared with champion vnone, but the champion is now v{champion}"
+    else:
+        version = _candidate(settings, evaluated_against=champion, request_key=champion_key)
+        expected = f"lock and parameters as champion v{champion} (a duplicate request"
+
+    outcome = settle_candidate.fn(settings, version)
+
+    assert (outcome.status, outcome.version) == ("superseded", version)
+    assert expected in outcome.gate_summary
+    assert champion_of(settings) == champion
+    settled = client.get_model_version(name, version)
+    assert settled.tags["status"] == "superseded"
+    assert "**superseded**" in str(settled.description)
+    assert registry.aliases(client, name).get(registry.CHALLENGER) != version
+    actions = [e.action for e in history.read(client, name, version)]
+    assert actions == ["registered", "promotion_refused"]

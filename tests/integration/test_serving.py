@@ -45,7 +45,12 @@ from mlops_flows.settings import PROJECT_ROOT, Settings
 from tests.e2e.stack import free_port, wait_until
 from tests.support import END_OF_DATA, promote_for_set_up, snapshot, use_workspace
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
+# `mlops serve` as a subprocess covers what no in-process test reaches (its signal handling).
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.usefixtures("prefect_server"),
+    pytest.mark.traced_subprocesses,
+]
 
 KNOWN_IDS = range(1000, 1600)  # the customers of the SMALL simulation
 RECORD_KEYS = {

@@ -20,7 +20,8 @@ from mlops_flows.settings import PROJECT_ROOT
 from tests.services import ProductionResources, require_services
 from tests.support import add_mlflow_user, mlflow_login
 
-pytestmark = pytest.mark.integration
+# `mlops stack up/down` supervise servers only a subprocess can start and stop.
+pytestmark = [pytest.mark.integration, pytest.mark.traced_subprocesses]
 MLOPS = str(Path(sys.executable).with_name("mlops"))
 
 

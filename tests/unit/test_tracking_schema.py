@@ -1,4 +1,5 @@
-"""The training set's MLflow schema from a sample equals MLflow's own, value by value."""
+"""The training set's MLflow schema from a sample equals MLflow's own, value by value; where a
+store keeps its artifacts."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_flows.adapters.tracking import sampled_schema, training_dataset
+from mlops_flows.adapters.tracking import local_artifact_root, sampled_schema, training_dataset
 
 
 def _training_set(rows: int) -> pd.DataFrame:
@@ -57,3 +58,17 @@ def test_the_dataset_carries_mlflows_schema_and_the_given_digest(change: object)
     assert dataset.schema == _mlflow_schema(frame)
     assert dataset.digest == "a" * 36
     assert dataset.to_dict()["name"] == "training_set"
+
+
+@pytest.mark.parametrize(
+    ("tracking_uri", "expected"),
+    [
+        ("sqlite:////srv/ws/mlflow/mlflow.db", "file:///srv/ws/mlflow/artifacts"),
+        ("http://127.0.0.1:5000", None),  # a server keeps its own artifact root
+        ("postgresql://mlflow@db/mlflow", None),
+    ],
+)
+def test_only_a_sqlite_store_keeps_its_artifacts_beside_the_database(
+    tracking_uri: str, expected: str | None
+) -> None:
+    assert local_artifact_root(tracking_uri) == expected

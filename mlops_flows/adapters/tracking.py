@@ -139,7 +139,7 @@ class LoggedRun:
 
     run_id: str
     model_uri: str
-    model_sha256: str  # of the model file as the store holds it (registry.MODEL_DIGEST)
+    model_sha256: str  # of the model file as the store holds it (tag mlops.model_sha256)
 
 
 def sampled_schema(frame: pd.DataFrame) -> Any | None:

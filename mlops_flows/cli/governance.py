@@ -23,6 +23,7 @@ from mlops_flows.cli.common import (
     run_step,
 )
 from mlops_flows.settings import Settings
+from mlops_flows.vocabulary import Approval, Tag
 
 app = typer.Typer()
 
@@ -123,10 +124,10 @@ def _waiting(settings: Settings, version: str) -> str | None:
 
     registry = MlflowClient(settings.tracking_uri)
     tags = governance.version_tags(registry, settings.mlflow.model_name, version)
-    run_id = tags.get(governance.APPROVAL_FLOW_RUN)
-    if run_id is None or tags.get(governance.APPROVAL) != "pending":
+    run_id = tags.get(Tag.APPROVAL_FLOW_RUN)
+    if run_id is None or tags.get(Tag.APPROVAL) != Approval.PENDING:
         return None
-    if governance.now_utc() > datetime.fromisoformat(tags[governance.APPROVAL_DEADLINE]):
+    if governance.now_utc() > datetime.fromisoformat(tags[Tag.APPROVAL_DEADLINE]):
         return None  # Prefect refuses to resume it; deciding directly records the timeout
 
     with get_client(sync_client=True) as client:

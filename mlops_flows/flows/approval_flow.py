@@ -26,8 +26,10 @@ from pydantic import Field
 
 from mlops_flows.adapters import events
 from mlops_flows.registry import governance, history
+from mlops_flows.registry import versions as registry
 from mlops_flows.registry.lock import registry_lock
 from mlops_flows.settings import Settings
+from mlops_flows.vocabulary import Tag
 
 
 class ApprovalForm(RunInput):
@@ -61,9 +63,7 @@ def _wait_for_decision(
     """Show the request and wait for the form; None when the deadline passes first. Each
     refused decision opens a new pause (its own key): a resumed run restarts from the top and
     finds the input of the pause it is at."""
-    client.set_model_version_tag(
-        name, version, governance.APPROVAL_FLOW_RUN, str(flow_run.get_id())
-    )
+    registry.record(client, name, version, {Tag.APPROVAL_FLOW_RUN: str(flow_run.get_id())})
     create_markdown_artifact(
         key=f"approval-v{version}",
         markdown=(

@@ -30,8 +30,7 @@ from mlops_flows.registry.lock import registry_lock
 from mlops_flows.serving.client import ServiceClient, ServiceError
 from mlops_flows.serving.contract import reload_token
 from mlops_flows.settings import Settings
-
-TAG_LIMIT = 5000  # MLflow's longest tag value
+from mlops_flows.vocabulary import Tag
 
 
 class RedeployParameters(FlowParameters):
@@ -202,7 +201,7 @@ def roll_back(
             )
     else:
         # Nothing to restore: the version keeps serving, with the failure on record.
-        client.set_model_version_tag(name, version, "redeploy_failure", reason[:TAG_LIMIT])
+        registry.record(client, name, version, {Tag.REDEPLOY_FAILURE: reason})
 
     reload_error, served = None, None
     try:

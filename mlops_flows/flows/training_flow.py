@@ -16,20 +16,28 @@ from prefect.runtime import flow_run
 from prefect.states import Completed
 from pydantic import Field
 
+from mlops_flows import vocabulary
 from mlops_flows.adapters import events, features, tracking
 from mlops_flows.adapters.validation import ValidationResult
 from mlops_flows.flows.data_checks import check_or_stop
-from mlops_flows.logic import model_card, plots, training
-from mlops_flows.logic.evaluation import GateReport, GateResult, compute_metrics, evaluate_gates
+from mlops_flows.logic import plots, training
+from mlops_flows.logic.evaluation import (
+    PRIMARY_METRIC,
+    GateReport,
+    GateResult,
+    compute_metrics,
+    evaluate_gates,
+)
 from mlops_flows.logic.keys import TrainingSetKeys, keys_of
 from mlops_flows.logic.times import UtcDatetime
 from mlops_flows.ops import lineage
 from mlops_flows.ops.runtime import FlowParameters
 from mlops_flows.ops.workspace import Workspace
-from mlops_flows.registry import governance, history
+from mlops_flows.registry import card, governance, history
 from mlops_flows.registry import versions as registry
 from mlops_flows.registry.lock import registry_lock
 from mlops_flows.settings import PromotionPolicy, Settings
+from mlops_flows.vocabulary import Tag
 
 
 class TrainingParameters(FlowParameters):
@@ -289,24 +297,28 @@ def log_run(
 def register_candidate(
     settings: Settings, logged: tracking.LoggedRun, bundle: lineage.Lineage, evaluation: Evaluation
 ) -> str:
-    """Register the version with lineage and gate tags, keyed by this flow run so that a
-    retried run finds it instead of registering a second one."""
+    """Register the version with its searchable facts (mlops_flows.vocabulary), keyed by this
+    flow run so that a retried run finds it instead of registering a second one."""
     from mlflow import MlflowClient
 
     report = evaluation.report
+    primary = evaluation.metrics[f"holdout_{PRIMARY_METRIC}"]
     registered = registry.register_version(
         MlflowClient(settings.tracking_uri),
         settings.mlflow.model_name,
         logged.model_uri,
         logged.run_id,
         {
-            **bundle.to_tags(),
-            **report.to_tags(),
-            "gates.summary": report.summary(),
-            governance.FLOW_RUN: _flow_run_key(),
-            governance.REQUEST_KEY: bundle.request_key(),
-            governance.EVALUATED_AGAINST: evaluation.champion_version or "none",
-            registry.MODEL_DIGEST: logged.model_sha256,
+            Tag.GATES_PASSED: "true" if report.passed else "false",
+            Tag.GATES_SUMMARY: report.summary(),
+            vocabulary.metric_tag(PRIMARY_METRIC): f"{primary:.4f}",
+            Tag.CODE_COMMIT: bundle.code_commit,
+            Tag.FEATURE_SERVICE: bundle.feature_service,
+            Tag.TRAINING_SET_DIGEST: bundle.training_set_digest,
+            Tag.FLOW_RUN: _flow_run_key(),
+            Tag.REQUEST_KEY: bundle.request_key(),
+            Tag.EVALUATED_AGAINST: evaluation.champion_version or "none",
+            Tag.MODEL_DIGEST: logged.model_sha256,
         },
     )
     return str(registered.version)
@@ -328,15 +340,15 @@ def settle_candidate(settings: Settings, version: str) -> TrainingOutcome:
 
     client, name = MlflowClient(settings.tracking_uri), settings.mlflow.model_name
     registered = client.get_model_version(name, version)
-    tags, run_id = dict(registered.tags), str(registered.run_id)
-    passed, summary = tags[governance.GATES_PASSED] == "true", tags["gates.summary"]
-    previous = governance.tagged_version(tags, governance.EVALUATED_AGAINST)
+    tags, run_id = vocabulary.flatten(registered.tags), str(registered.run_id)
+    passed, summary = tags[Tag.GATES_PASSED] == "true", tags[Tag.GATES_SUMMARY]
+    previous = governance.tagged_version(tags, Tag.EVALUATED_AGAINST)
     _record_gate_outcome(client, name, version, run_id, tags, passed, summary)
     if not passed:
-        model_card.refresh(client, name, version)
+        card.refresh(client, name, version)
         return TrainingOutcome("rejected", version, run_id, previous, summary)
     if settings.promotion_policy is PromotionPolicy.MANUAL:
-        if governance.APPROVAL not in tags:
+        if Tag.APPROVAL not in tags:
             _ask_for_approval(settings, client, name, version, run_id)
         return TrainingOutcome("challenger", version, run_id, previous, summary)
     try:
@@ -365,7 +377,7 @@ def _record_gate_outcome(
     summary: str,
 ) -> None:
     """Status tag, history entry and event, each written once: a retry skips what is done."""
-    if "status" not in tags:
+    if Tag.STATUS not in tags:
         registry.record_outcome(client, name, version, passed, summary)
     action = history.Action.REGISTERED if passed else history.Action.GATES_FAILED
     if history.has(client, name, action, version):
@@ -400,7 +412,7 @@ def _registered_by_this_run(settings: Settings) -> str | None:
     return registry.first_version_tagged(
         MlflowClient(settings.tracking_uri),
         settings.mlflow.model_name,
-        governance.FLOW_RUN,
+        Tag.FLOW_RUN,
         _flow_run_key(),
     )
 
@@ -453,9 +465,7 @@ def _trained_from(settings: Settings, bundle: lineage.Lineage) -> TrainingOutcom
 
     client, name = MlflowClient(settings.tracking_uri), settings.mlflow.model_name
     try:
-        version = registry.first_version_tagged(
-            client, name, governance.REQUEST_KEY, bundle.request_key()
-        )
+        version = registry.first_version_tagged(client, name, Tag.REQUEST_KEY, bundle.request_key())
     except (MlflowException, OSError) as error:
         doing = "looking for a version trained from this request"
         left = "Nothing was trained or registered."
@@ -466,7 +476,7 @@ def _trained_from(settings: Settings, bundle: lineage.Lineage) -> TrainingOutcom
     if version is None:
         return None
     registered = client.get_model_version(name, version)
-    status = registered.tags.get("status", "not settled")
+    status = registered.tags.get(Tag.STATUS, "not settled")
     summary = (
         f"nothing trained: v{version} ({status}) was trained from this same request (data, "
         "features, suite, code, lock, parameters, seed). Train again with another --seed or "

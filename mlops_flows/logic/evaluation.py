@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,11 +26,10 @@ LabelArray = npt.NDArray[np.int64]
 IndexArray = npt.NDArray[np.int64]
 
 DECISION_THRESHOLD = 0.5
+PRIMARY_METRIC = "roc_auc"  # what a candidate is compared with its champion on
 LOG_LOSS_EPSILON = 1e-15
 # Resamples are drawn in chunks of at most this many row draws to bound memory (~50 MB).
 _BOOTSTRAP_CELLS_PER_CHUNK = 2_000_000
-_TAG_KEY_UNSAFE = re.compile(r"[^\w.\- ]")
-_TAG_VALUE_MAX_CHARS = 500
 
 
 class EvaluationInputError(MlopsError, ValueError):
@@ -161,19 +159,6 @@ class GateReport:
             for result in self.results
         ]
 
-    def to_tags(self) -> dict[str, str]:
-        """Flat string tags such as `gate.roc_auc.passed`, keys safe for MLflow."""
-        tags = {"gates.passed": _tag_bool(self.passed)}
-        for result in self.results:
-            prefix = f"gate.{_tag_key(result.name)}"
-            tags[f"{prefix}.passed"] = _tag_bool(result.passed)
-            if result.observed is not None:
-                tags[f"{prefix}.observed"] = _format(result.observed)
-            if result.threshold is not None:
-                tags[f"{prefix}.threshold"] = _format(result.threshold)
-            tags[f"{prefix}.reason"] = result.reason[:_TAG_VALUE_MAX_CHARS]
-        return tags
-
 
 def _format(value: float | None) -> str:
     """Four decimals, or `none`."""
@@ -185,16 +170,6 @@ def _json_float(value: float | None) -> float | None:
     if value is None or not np.isfinite(value):
         return None
     return round(float(value), 4)
-
-
-def _tag_bool(value: bool) -> str:
-    """MLflow tags are strings; lower-case booleans read well in search filters."""
-    return "true" if value else "false"
-
-
-def _tag_key(name: str) -> str:
-    """Turn a gate name into MLflow-safe key text (`slice.plan=basic` -> `slice.plan.basic`)."""
-    return _TAG_KEY_UNSAFE.sub("_", name.replace("=", "."))
 
 
 def _at_least(name: str, observed: float, minimum: float) -> GateResult:

@@ -1,16 +1,13 @@
-"""The model card: a markdown description of each registered version, kept in the registry."""
+"""The model card: a markdown description of each registered version, rendered from its
+facts (mlops_flows.registry.card reads them from MLflow and writes the card)."""
 
 from __future__ import annotations
 
-import json
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from mlflow import MlflowClient
+from mlops_flows.vocabulary import Status, Tag
 
 # MLflow's SQL registry keeps a version's description in a String(5000) column
 # (mlflow/store/model_registry/dbmodels/models.py); MySQL and PostgreSQL refuse longer text.
@@ -20,17 +17,23 @@ _TABLE_ROW_LIMITS: tuple[int | None, ...] = (None, 24, 12, 6, 0)
 _VALUES_SHOWN = 12
 _TAG_VALUE_SHOWN = 160
 _METRICS = ("roc_auc", "log_loss", "brier", "calibration_error", "accuracy", "precision", "recall")
-# Version tags that record governance: approval, promotion, rejection and rollback.
-_GOVERNANCE_PREFIXES = (
-    "approval",
-    "approved",
-    "rejected",
-    "promot",
-    "previous_champion",
-    "rollback",
-    "rolled_back",
-    "redeploy",
-    "status_reason",
+# The facts that record governance: approval, promotion, rejection and rollback.
+_GOVERNANCE = frozenset(
+    {
+        Tag.APPROVAL,
+        Tag.APPROVAL_DEADLINE,
+        Tag.DECIDED_BY,
+        Tag.DECIDED_AT,
+        Tag.DECISION_REASON,
+        Tag.PROMOTED_AT,
+        Tag.PROMOTED_BY,
+        Tag.PROMOTION_REASON,
+        Tag.PREVIOUS_CHAMPION,
+        Tag.ROLLED_BACK_AT,
+        Tag.ROLLED_BACK_BY,
+        Tag.REDEPLOY_FAILURE,
+        Tag.STATUS_REASON,
+    }
 )
 
 INTENDED_USE = (
@@ -67,33 +70,29 @@ class CardFacts:
 
 def approval_status(version: str, tags: Mapping[str, str]) -> str:
     """One sentence on where the version stands: champion, pending, rejected, rolled back."""
-    status = tags.get("status", "")
-    reason = tags.get("status_reason", "")
-    if status == "champion":
-        when = tags.get("promoted_at", "an unrecorded time")
-        who = tags.get("promoted_by", "an unrecorded actor")
-        why = tags.get("promotion_reason", "no reason recorded")
-        previous = tags.get("previous_champion", "none")
+    status = tags.get(Tag.STATUS, "")
+    reason = tags.get(Tag.STATUS_REASON, "")
+    if status == Status.CHAMPION:
+        when = tags.get(Tag.PROMOTED_AT, "an unrecorded time")
+        who = tags.get(Tag.PROMOTED_BY, "an unrecorded actor")
+        why = tags.get(Tag.PROMOTION_REASON, "no reason recorded")
+        previous = tags.get(Tag.PREVIOUS_CHAMPION, "none")
         return (
             f"**Champion**: serves predictions. Promoted at {when} by {who} ({why}); "
             f"previous champion: {'none' if previous == 'none' else 'v' + previous}."
         )
-    if status == "challenger":
+    if status == Status.CHALLENGER:
         return (
             "**Pending approval**: passed its gates and waits for a person to approve or "
             f"reject it (`mlops approve {version}` / `mlops reject {version}`)."
         )
-    if status == "approved":
-        who = tags.get("approved_by", tags.get("approval_by", "an unrecorded person"))
-        return f"**Approved** by {who}; not serving until `champion` points at it."
-    if status == "rejected":
-        who = tags.get("rejected_by", tags.get("approval_by", ""))
+    if status == Status.REJECTED:
+        who = tags.get(Tag.DECIDED_BY, "")
         by = f" by {who}" if who else ""
         return f"**Rejected**{by}: {reason or 'no reason recorded'}. It never serves."
-    if status == "rolled_back":
-        why = tags.get("rollback_reason", tags.get("rolled_back_reason", reason))
-        return f"**Rolled back**: {why or 'no reason recorded'}. It no longer serves."
-    if status == "retired":
+    if status == Status.ROLLED_BACK:
+        return f"**Rolled back**: {reason or 'no reason recorded'}. It no longer serves."
+    if status == Status.RETIRED:
         return "**Retired**: a later champion replaced it."
     if not status:
         return "**Unknown**: the version has no `status` tag."
@@ -246,10 +245,8 @@ def _gates(gates: Sequence[Mapping[str, Any]], passed: bool | None, limit: int |
 
 
 def _governance(tags: Mapping[str, str]) -> str:
-    found = sorted(
-        (key, value) for key, value in tags.items() if key.startswith(_GOVERNANCE_PREFIXES)
-    )
-    status = tags.get("status", "none")
+    found = sorted((key, value) for key, value in tags.items() if key in _GOVERNANCE)
+    status = tags.get(Tag.STATUS, "none")
     if not found:
         return f"Status tag: `{status}`. No approval or promotion recorded."
     table = [f"Status tag: `{status}`.", "", "| tag | value |", "| --- | --- |"]
@@ -271,87 +268,3 @@ def _limits(facts: CardFacts) -> str:
         lines.append(f"- Not validated outside the values seen in training: {seen}.")
     lines += [f"- {limit}" for limit in KNOWN_LIMITS]
     return "\n".join(lines)
-
-
-def refresh(client: MlflowClient, name: str, version: str) -> str:
-    """Read the version's record from MLflow, write its card as the version's description,
-    and return the markdown; no model is loaded."""
-    model_version = client.get_model_version(name, version)
-    run_id = str(model_version.run_id)
-    run = client.get_run(run_id)
-    with tempfile.TemporaryDirectory(prefix="mlops-card-") as folder:
-        gates = _document(client, run_id, "gates.json", Path(folder))
-        lineage = _document(client, run_id, "lineage.json", Path(folder))
-        features = _signature(client, str(model_version.source), Path(folder))
-        text_features = [feature for feature, kind in features if kind == "string"]
-        values_seen = _values_seen(client, run_id, text_features, Path(folder))
-    facts = CardFacts(
-        model_name=name,
-        version=str(version),
-        run_id=run_id,
-        version_tags=dict(model_version.tags),
-        metrics=dict(run.data.metrics),
-        parameters=dict(run.data.params),
-        gates=list(gates.get("results", [])) if gates else [],
-        gates_passed=bool(gates["passed"]) if gates and "passed" in gates else None,
-        lineage=lineage or {},
-        features=features,
-        values_seen=values_seen,
-    )
-    markdown = render(facts)
-    client.update_model_version(name, version, description=markdown)
-    return markdown
-
-
-def _document(client: MlflowClient, run_id: str, path: str, folder: Path) -> dict[str, Any] | None:
-    """A JSON artifact of the run, or None when the run has none."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        local = client.download_artifacts(run_id, path, str(folder))
-    except (MlflowException, OSError):
-        return None
-    document = json.loads(Path(local).read_text())
-    return document if isinstance(document, dict) else None
-
-
-def _signature(client: MlflowClient, source: str, folder: Path) -> list[tuple[str, str]]:
-    """(name, type) of each model input, from the MLmodel file alone; empty without one."""
-    import mlflow.artifacts
-    from mlflow.exceptions import MlflowException
-    from mlflow.models import Model
-
-    # MLflow 3 registers a logged model (`models:/m-<id>`), whose files sit at its own location.
-    try:
-        if source.startswith("models:/m-"):
-            location = client.get_logged_model(source.removeprefix("models:/")).artifact_location
-        else:
-            location = source
-        path = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"{location.rstrip('/')}/MLmodel",
-            dst_path=str(folder / "model"),
-            tracking_uri=client.tracking_uri,
-        )
-    except (MlflowException, OSError):
-        return []
-    signature = Model.load(path).signature
-    if signature is None:
-        return []
-    return [(str(item["name"]), str(item["type"])) for item in signature.inputs.to_dict()]
-
-
-def _values_seen(
-    client: MlflowClient, run_id: str, columns: list[str], folder: Path
-) -> dict[str, list[str]]:
-    """Values of text features in the run's seeded training sample (the drift reference)."""
-    import pandas as pd
-    from mlflow.exceptions import MlflowException
-
-    if not columns:
-        return {}
-    try:
-        local = client.download_artifacts(run_id, "reference/reference.parquet", str(folder))
-    except (MlflowException, OSError):
-        return {}
-    sample = pd.read_parquet(local, columns=columns)
-    return {column: sorted(map(str, sample[column].dropna().unique())) for column in columns}

@@ -14,10 +14,12 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from mlops_flows import vocabulary
 from mlops_flows.errors import MlopsError
-from mlops_flows.logic import model_card
+from mlops_flows.registry import card
 from mlops_flows.registry import versions as registry
-from mlops_flows.registry.history import TAG_LIMIT, Action, Entry, append, has, read
+from mlops_flows.registry.history import Action, Entry, append, has, read
+from mlops_flows.vocabulary import Approval, Status, Tag
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -25,14 +27,6 @@ if TYPE_CHECKING:
     from mlops_flows.registry.signing import PublicKey
     from mlops_flows.settings import Settings
 
-# Version tags this module owns (besides registry's status/promoted_* tags).
-APPROVAL = "approval"  # pending | approved | rejected | timed_out
-APPROVAL_DEADLINE = "approval_deadline"
-APPROVAL_FLOW_RUN = "approval_flow_run_id"
-EVALUATED_AGAINST = "mlops.champion_at_training"
-FLOW_RUN = "mlops.flow_run_id"
-REQUEST_KEY = "mlops.request_key"  # digest of data, features, code, lock, parameters, seed
-GATES_PASSED = "gates.passed"
 ROLLBACK_REASON = "rollback: "  # how a rollback's promotion reason starts
 APPROVERS = "MLOPS_GOVERNANCE__APPROVERS_FILE"
 SIGNED_DECISION = b"mlops-decision-v1:"
@@ -92,7 +86,7 @@ def version_tags(client: MlflowClient, name: str, version: str) -> dict[str, str
     from mlflow.exceptions import MlflowException
 
     try:
-        return dict(client.get_model_version(name, version).tags)
+        return registry.read_facts(client, name, version)
     except MlflowException as error:
         known = sorted(
             (int(found.version) for found in client.search_model_versions(f"name='{name}'")),
@@ -103,16 +97,11 @@ def version_tags(client: MlflowClient, name: str, version: str) -> dict[str, str
         ) from error
 
 
-def _set_tags(client: MlflowClient, name: str, version: str, tags: dict[str, str]) -> None:
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, value[:TAG_LIMIT])
-
-
 def _refresh_cards(client: MlflowClient, name: str, *versions: str | None) -> None:
     """Rewrite the model card of every version whose tags a decision changed."""
     for version in versions:
         if version is not None:
-            model_card.refresh(client, name, version)
+            card.refresh(client, name, version)
 
 
 def _drop_challenger(client: MlflowClient, name: str, version: str) -> None:
@@ -140,14 +129,15 @@ def promote(
     tags, evidence = version_tags(client, name, version), evidence or {}
     current = registry.champion_version(client, name)
     if current == version:
-        previous = tagged_version(tags, "previous_champion")
+        previous = tagged_version(tags, Tag.PREVIOUS_CHAMPION)
         if not has(client, name, Action.PROMOTED, version):  # the run stopped before writing it
             entry = Entry(Action.PROMOTED, version, actor, reason, previous, version, evidence)
             append(client, name, entry)
         return Promotion(version, previous, moved=False)
     refusal = _refusal(client, name, version, tags, current)
     if refusal is not None:
-        _set_tags(client, name, version, {"status": "superseded", "status_reason": refusal})
+        superseded = {Tag.STATUS: Status.SUPERSEDED, Tag.STATUS_REASON: refusal}
+        registry.record(client, name, version, superseded)
         _drop_challenger(client, name, version)
         entry = Entry(Action.PROMOTION_REFUSED, version, actor, refusal, current, None, evidence)
         append(client, name, entry)
@@ -164,15 +154,19 @@ def _refusal(
     client: MlflowClient, name: str, version: str, tags: dict[str, str], current: str | None
 ) -> str | None:
     """Why the version may not replace the current champion, or None."""
-    expected = tagged_version(tags, EVALUATED_AGAINST)
+    expected = tagged_version(tags, Tag.EVALUATED_AGAINST)
     if current != expected:
         return (
             f"v{version} was compared with champion v{expected or 'none'}, but the champion is "
             f"now v{current or 'none'} (promoted meanwhile, e.g. by a concurrent run). Retrain "
             "or re-run its gates against the current champion. The champion was not changed."
         )
-    key = tags.get(REQUEST_KEY)
-    if current is not None and key and version_tags(client, name, current).get(REQUEST_KEY) == key:
+    key = tags.get(Tag.REQUEST_KEY)
+    if (
+        current is not None
+        and key
+        and version_tags(client, name, current).get(Tag.REQUEST_KEY) == key
+    ):
         return (
             f"v{version} was trained from the same data, features, code, lock and parameters as "
             f"champion v{current} (a duplicate request, e.g. concurrent retrains of one window). "
@@ -185,7 +179,8 @@ def request_approval(
     client: MlflowClient, name: str, version: str, *, deadline: datetime, actor: str
 ) -> None:
     """Mark a gated challenger as waiting for a person, until the deadline."""
-    _set_tags(client, name, version, {APPROVAL: "pending", APPROVAL_DEADLINE: _stamp(deadline)})
+    pending = {Tag.APPROVAL: Approval.PENDING, Tag.APPROVAL_DEADLINE: _stamp(deadline)}
+    registry.record(client, name, version, pending)
     entry = Entry(
         Action.APPROVAL_REQUESTED,
         version,
@@ -201,14 +196,14 @@ def request_approval(
 def open_request(client: MlflowClient, name: str, version: str) -> datetime:
     """The deadline of the version's pending approval, or an error saying why there is none."""
     tags = version_tags(client, name, version)
-    state = tags.get(APPROVAL)
-    if state != "pending":
+    state = tags.get(Tag.APPROVAL)
+    if state != Approval.PENDING:
         raise NotAwaitingApprovalError(
             f"v{version} of '{name}' is not awaiting approval (approval: "
             f"{state or 'never requested'}; status: {tags.get('status', 'unknown')}). Nothing "
             "was changed."
         )
-    return datetime.fromisoformat(tags[APPROVAL_DEADLINE])
+    return datetime.fromisoformat(tags[Tag.APPROVAL_DEADLINE])
 
 
 def decide(
@@ -232,19 +227,16 @@ def decide(
             "recorded as timed out (rejected). Retrain to ask again."
         )
     evidence = {"approver": approver, "via": actor}
-    _set_tags(
-        client,
-        name,
-        version,
-        {
-            APPROVAL: "approved" if decision is Decision.APPROVE else "rejected",
-            "decided_by": approver,
-            "decided_at": _stamp(now),
-            "decision_reason": reason,
-        },
-    )
+    decided = {
+        Tag.APPROVAL: Approval.APPROVED if decision is Decision.APPROVE else Approval.REJECTED,
+        Tag.DECIDED_BY: approver,
+        Tag.DECIDED_AT: _stamp(now),
+        Tag.DECISION_REASON: reason,
+    }
+    registry.record(client, name, version, decided)
     if decision is Decision.REJECT:
-        _set_tags(client, name, version, {"status": "rejected", "status_reason": reason})
+        rejected = {Tag.STATUS: Status.REJECTED, Tag.STATUS_REASON: reason}
+        registry.record(client, name, version, rejected)
         _drop_challenger(client, name, version)
         entry = Entry(
             Action.APPROVAL_REJECTED,
@@ -267,12 +259,12 @@ def decide(
 def expire(client: MlflowClient, name: str, version: str, *, actor: str, now: datetime) -> None:
     """Record that nobody decided in time: the request counts as rejected."""
     reason = f"no decision before the approval deadline (checked {_stamp(now)})"
-    _set_tags(
-        client,
-        name,
-        version,
-        {APPROVAL: "timed_out", "status": "rejected", "status_reason": reason},
-    )
+    timed_out = {
+        Tag.APPROVAL: Approval.TIMED_OUT,
+        Tag.STATUS: Status.REJECTED,
+        Tag.STATUS_REASON: reason,
+    }
+    registry.record(client, name, version, timed_out)
     _drop_challenger(client, name, version)
     append(client, name, Entry(Action.APPROVAL_TIMED_OUT, version, actor, reason))
     _refresh_cards(client, name, version)
@@ -284,8 +276,10 @@ def expire_overdue(
     """Record every pending request whose deadline has passed; return their versions."""
     now = now or now_utc()
     expired = []
-    for found in client.search_model_versions(f"name='{name}' and tag.{APPROVAL}='pending'"):
-        deadline = datetime.fromisoformat(found.tags[APPROVAL_DEADLINE])
+    for found in client.search_model_versions(
+        f"name='{name}' and tag.{Tag.APPROVAL}='{Approval.PENDING}'"
+    ):
+        deadline = datetime.fromisoformat(vocabulary.flatten(found.tags)[Tag.APPROVAL_DEADLINE])
         if now > deadline:
             expire(client, name, str(found.version), actor=actor, now=now)
             expired.append(str(found.version))
@@ -294,12 +288,12 @@ def expire_overdue(
 
 def _may_serve(version: str, tags: dict[str, str]) -> str | None:
     """Why the version may not be restored, or None."""
-    if tags.get(GATES_PASSED) != "true":
+    if tags.get(Tag.GATES_PASSED) != "true":
         return (
             f"v{version} never passed its gates (status: {tags.get('status', 'unknown')}); "
             "only a version that passed them may serve"
         )
-    if "promoted_at" not in tags:
+    if Tag.PROMOTED_AT not in tags:
         return (
             f"v{version} was never champion, so restoring it is not a rollback; approve it "
             f"instead (`mlops approve {version}`)"
@@ -319,18 +313,22 @@ def rollback_target(client: MlflowClient, name: str, current: str, requested: st
             raise RollbackRefusedError(f"Rollback refused: {refusal}. Nothing was changed.")
         return requested
     tags = version_tags(client, name, current)
-    if tags.get("promotion_reason", "").startswith(ROLLBACK_REASON):
+    if tags.get(Tag.PROMOTION_REASON, "").startswith(ROLLBACK_REASON):
         raise RollbackRefusedError(
-            f"Champion v{current} is itself a rollback (from v{tags.get('previous_champion')}): "
+            f"Champion v{current} is itself a rollback (from v{tags.get(Tag.PREVIOUS_CHAMPION)}): "
             "a second rollback without a target would go one more version back. Name the "
             "version to restore (--to). Nothing was changed."
         )
-    earlier = [
-        (found.tags["promoted_at"], str(found.version))
+    recorded = {
+        str(found.version): vocabulary.flatten(found.tags)
         for found in client.search_model_versions(f"name='{name}'")
-        if str(found.version) != current
-        and found.tags.get("status") != "rolled_back"
-        and _may_serve(str(found.version), dict(found.tags)) is None
+    }
+    earlier = [
+        (facts[Tag.PROMOTED_AT], version)
+        for version, facts in recorded.items()
+        if version != current
+        and facts.get(Tag.STATUS) != Status.ROLLED_BACK
+        and _may_serve(version, facts) is None
     ]
     if not earlier:
         raise RollbackRefusedError(
@@ -361,17 +359,13 @@ def rollback(
         )
     target = rollback_target(client, name, current, to)
     registry.promote(client, name, target, actor, f"{ROLLBACK_REASON}{reason}")
-    _set_tags(
-        client,
-        name,
-        current,
-        {
-            "status": "rolled_back",
-            "status_reason": reason,
-            "rolled_back_at": _stamp(now_utc()),
-            "rolled_back_by": actor,
-        },
-    )
+    rolled_back = {
+        Tag.STATUS: Status.ROLLED_BACK,
+        Tag.STATUS_REASON: reason,
+        Tag.ROLLED_BACK_AT: _stamp(now_utc()),
+        Tag.ROLLED_BACK_BY: actor,
+    }
+    registry.record(client, name, current, rolled_back)
     entry = Entry(Action.ROLLED_BACK, current, actor, reason, current, target, evidence or {})
     append(client, name, entry)
     _refresh_cards(client, name, current, target)

@@ -21,6 +21,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from mlops_flows.errors import MlopsError
+from mlops_flows.vocabulary import TAG_LIMIT
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -35,7 +36,6 @@ SIGNATURE = f"{PREFIX}signature"  # the governance key's Ed25519 signature of SI
 PREVIOUS = f"{PREFIX}previous"  # hashes of the heads when written, or GENESIS
 GENESIS = "genesis"
 SIGNED = b"mlops-audit-v1:"
-TAG_LIMIT = 5000  # MLflow's longest tag value
 SIGNING_KEY = "MLOPS_GOVERNANCE__SIGNING_KEY_FILE"
 PUBLIC_KEY = "MLOPS_GOVERNANCE__PUBLIC_KEY"
 

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlops_flows import vocabulary
 from mlops_flows.adapters.tracking import MODEL_FILE, SKOPS_TRUSTED_TYPES
 from mlops_flows.errors import MlopsError
+from mlops_flows.vocabulary import Status, Tag
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
     from sklearn.pipeline import Pipeline
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-# The sha256 of MODEL_FILE as the store held it when the training run registered the version.
-MODEL_DIGEST = "mlops.model_sha256"
+# The aliases (each named like the status of the version it points at).
+CHAMPION = str(Status.CHAMPION)
+CHALLENGER = str(Status.CHALLENGER)
 
 
 class NoChampionError(MlopsError):
@@ -125,10 +127,11 @@ def load_version(tracking_uri: str, name: str, version: str) -> Pipeline:
     # through the process-wide registry URI, whatever `registry_uri` it is given.
     client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     what = f"Model {name} v{version}"
-    recorded = client.get_model_version(name, version).tags.get(MODEL_DIGEST)
+    # The sha256 of MODEL_FILE as the store held it when the training run registered it.
+    recorded = client.get_model_version(name, version).tags.get(Tag.MODEL_DIGEST)
     if not recorded:
         raise UntrustedModelError(
-            f"{what} has no recorded digest ({MODEL_DIGEST}): no training run of this project "
+            f"{what} has no recorded digest ({Tag.MODEL_DIGEST}): no training run of this project "
             "registered it, so it is not loaded. Register models with `mlops train`."
         )
     location = client.get_model_version_download_uri(name, version)
@@ -187,10 +190,26 @@ def load_champion(tracking_uri: str, name: str) -> Champion | None:
     return Champion(version=version, run_id=run_id, model=load_version(tracking_uri, name, version))
 
 
+def read_facts(client: MlflowClient, name: str, version: str) -> dict[str, str]:
+    """A version's tags, with its record's fields (`mlops_flows.vocabulary`) among them."""
+    return vocabulary.flatten(client.get_model_version(name, version).tags)
+
+
+def record(client: MlflowClient, name: str, version: str, changes: Mapping[Tag, str]) -> None:
+    """Record facts on a version: each searchable one as its tag, the others merged into its
+    record. Callers hold the registry lock, or are the version's only writer."""
+    current = client.get_model_version(name, version).tags
+    merged = vocabulary.flatten(current) | {str(key): value for key, value in changes.items()}
+    for key, value in vocabulary.as_tags(merged).items():
+        if current.get(key) != value:
+            client.set_model_version_tag(name, version, key, value)
+
+
 def register_version(
-    client: MlflowClient, name: str, model_uri: str, run_id: str, tags: dict[str, str]
+    client: MlflowClient, name: str, model_uri: str, run_id: str, facts: dict[str, str]
 ) -> ModelVersion:
-    """Create the registered model on first use, then a new version of it."""
+    """Create the registered model on first use, then a new version of it with these facts
+    (`mlops_flows.registry.tags`)."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -204,7 +223,11 @@ def register_version(
     # An MLflow 3 server refuses a `models:/m-...` source without the logged model's id.
     model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
     return client.create_model_version(
-        name=name, source=model_uri, run_id=run_id, tags=tags, model_id=model_id
+        name=name,
+        source=model_uri,
+        run_id=run_id,
+        tags=vocabulary.as_tags(facts),
+        model_id=model_id,
     )
 
 
@@ -220,8 +243,8 @@ def record_outcome(
     client: MlflowClient, name: str, version: str, passed: bool, reason: str
 ) -> None:
     """Tag the gate outcome; a passing version becomes the `challenger`."""
-    client.set_model_version_tag(name, version, "status", CHALLENGER if passed else "rejected")
-    client.set_model_version_tag(name, version, "status_reason", reason[:5000])
+    status = Status.CHALLENGER if passed else Status.REJECTED
+    record(client, name, version, {Tag.STATUS: status, Tag.STATUS_REASON: reason})
     if passed:
         client.set_registered_model_alias(name, CHALLENGER, version)
 
@@ -231,16 +254,16 @@ def promote(client: MlflowClient, name: str, version: str, actor: str, reason: s
     previous = champion_version(client, name)
     client.set_registered_model_alias(name, CHAMPION, version)
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    for key, value in {
-        "status": CHAMPION,
-        "promoted_at": now,
-        "promoted_by": actor,
-        "promotion_reason": reason,
-        "previous_champion": previous or "none",
-    }.items():
-        client.set_model_version_tag(name, version, key, value)
+    promoted = {
+        Tag.STATUS: Status.CHAMPION,
+        Tag.PROMOTED_AT: now,
+        Tag.PROMOTED_BY: actor,
+        Tag.PROMOTION_REASON: reason,
+        Tag.PREVIOUS_CHAMPION: previous or "none",
+    }
+    record(client, name, version, promoted)
     if aliases(client, name).get(CHALLENGER) == version:
         client.delete_registered_model_alias(name, CHALLENGER)
     if previous is not None and previous != version:
-        client.set_model_version_tag(name, previous, "status", "retired")
+        record(client, name, previous, {Tag.STATUS: Status.RETIRED})
     return previous

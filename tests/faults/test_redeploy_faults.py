@@ -84,7 +84,7 @@ def champion(settings: Settings) -> str | None:
 
 
 def tags(settings: Settings, version: str) -> dict[str, str]:
-    return dict(_client(settings).get_model_version("churn", version).tags)
+    return registry.read_facts(_client(settings), "churn", version)
 
 
 def served(url: str) -> str:

@@ -15,6 +15,7 @@ from uuid import UUID
 import pytest
 from typer.testing import CliRunner
 
+from mlops_flows import vocabulary
 from mlops_flows.cli import common as cli_common
 from mlops_flows.cli.app import app
 from mlops_flows.flows.approval_flow import ApprovalOutcome, approve_churn_model
@@ -22,6 +23,7 @@ from mlops_flows.flows.training_flow import TrainingOutcome, TrainingParameters,
 from mlops_flows.registry import governance, history
 from mlops_flows.registry import versions as registry
 from mlops_flows.settings import Settings
+from mlops_flows.vocabulary import Tag
 from tests.support import (
     END_OF_DATA,
     champion_of,
@@ -100,7 +102,7 @@ def _paused_run(settings: Settings, version: str, timeout: float = 90) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         tags = governance.version_tags(mlflow_client(settings), settings.mlflow.model_name, version)
-        run_id = tags.get(governance.APPROVAL_FLOW_RUN)
+        run_id = tags.get(Tag.APPROVAL_FLOW_RUN)
         if run_id:
             with get_client(sync_client=True) as client:
                 state = client.read_flow_run(UUID(run_id)).state
@@ -147,6 +149,9 @@ def test_approve_from_the_cli_resumes_the_paused_run_and_promotes(
         "champion",
     )
     assert tags["previous_champion"] == before
+    # The version list stays readable: the approval path writes the most tags of all.
+    listed = mlflow_client(manual).get_model_version(manual.mlflow.model_name, outcome.version)
+    assert len(listed.tags) <= vocabulary.MAX_TAGS, sorted(listed.tags)
     assert _actions(manual, outcome.version) == [
         "registered",
         "approval_requested",

@@ -19,9 +19,10 @@ from mlops_flows.flows.training_flow import (
     settle_candidate,
     train_churn_model,
 )
-from mlops_flows.registry import governance, history
+from mlops_flows.registry import history
 from mlops_flows.registry import versions as registry
 from mlops_flows.settings import PROJECT_ROOT, Settings
+from mlops_flows.vocabulary import Tag
 from tests.support import END_OF_DATA, champion_of, mlflow_client, seed_workspace, use_workspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
@@ -158,10 +159,10 @@ def _candidate(settings: Settings, evaluated_against: str, request_key: str) -> 
     client, name = mlflow_client(settings), settings.mlflow.model_name
     champion = client.get_model_version(name, str(champion_of(settings)))
     tags = {
-        governance.GATES_PASSED: "true",
+        Tag.GATES_PASSED: "true",
         "gates.summary": "all gates passed",
-        governance.EVALUATED_AGAINST: evaluated_against,
-        governance.REQUEST_KEY: request_key,
+        Tag.EVALUATED_AGAINST: evaluated_against,
+        Tag.REQUEST_KEY: request_key,
     }
     registered = registry.register_version(
         client, name, str(champion.source), str(champion.run_id), tags
@@ -178,7 +179,7 @@ def test_a_candidate_that_lost_the_race_is_superseded_and_the_champion_stays(
     (The race itself, between processes, is the test above.)"""
     client, name = mlflow_client(settings), settings.mlflow.model_name
     champion = str(champion_of(settings))
-    champion_key = client.get_model_version(name, champion).tags[governance.REQUEST_KEY]
+    champion_key = client.get_model_version(name, champion).tags[Tag.REQUEST_KEY]
     if lost_to == "a newer champion":
         version = _candidate(settings, evaluated_against="none", request_key="another request")
         expected = f"was compared with champion vnone, but the champion is now v{champion}"

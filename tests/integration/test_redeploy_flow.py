@@ -86,8 +86,9 @@ def _champion(settings: Settings) -> str | None:
 def _tags(settings: Settings, version: str) -> dict[str, str]:
     from mlflow import MlflowClient
 
-    client = MlflowClient(settings.tracking_uri)
-    return dict(client.get_model_version(settings.mlflow.model_name, version).tags)
+    return registry.read_facts(
+        MlflowClient(settings.tracking_uri), settings.mlflow.model_name, version
+    )
 
 
 def _rolled_back_event(since: datetime, version: str) -> Any:

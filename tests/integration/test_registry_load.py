@@ -15,6 +15,7 @@ from sklearn.pipeline import Pipeline
 
 from mlops_flows.ops.lineage import file_digest
 from mlops_flows.registry import versions as registry
+from mlops_flows.vocabulary import Tag
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +67,7 @@ def _register(store: Store, model: Any, serialization_format: str = "skops") -> 
             stored = [local / name for name in (registry.MODEL_FILE, "model.pkl")]
             digest = file_digest(next(path for path in stored if path.is_file()))
         # A `models:/` source is looked up in the process-wide tracking store.
-        tags = {registry.MODEL_DIGEST: digest}
+        tags = {Tag.MODEL_DIGEST: digest}
         version = registry.register_version(client, "probe", info.model_uri, run.info.run_id, tags)
     finally:
         mlflow.set_tracking_uri(previous)
@@ -123,7 +124,7 @@ def test_a_version_without_a_recorded_digest_is_refused(tmp_path: Path) -> None:
     store = _store(tmp_path / "store")
     version = _register(store, _pipeline())
     client = MlflowClient(store.uri, registry_uri=store.uri)
-    client.delete_model_version_tag("probe", version, registry.MODEL_DIGEST)
+    client.delete_model_version_tag("probe", version, Tag.MODEL_DIGEST)
 
     with pytest.raises(registry.UntrustedModelError, match="no recorded digest"):
         registry.load_version(store.uri, "probe", version)

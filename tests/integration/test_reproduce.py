@@ -18,6 +18,7 @@ from mlops_flows.flows.training_flow import TrainingOutcome, TrainingParameters,
 from mlops_flows.logic import model_card
 from mlops_flows.logic.keys import keys_of
 from mlops_flows.ops.workspace import Workspace
+from mlops_flows.registry import card
 from mlops_flows.registry.reproduce import ReproductionError, ReproductionReport, reproduce
 from mlops_flows.settings import Settings
 from tests.support import seed_workspace, unset, use_workspace
@@ -176,7 +177,7 @@ def test_refresh_writes_the_card_with_digest_and_gates_into_the_registry(trained
     client = MlflowClient(settings.tracking_uri)
     name = settings.mlflow.model_name
 
-    markdown = model_card.refresh(client, name, outcome.version)
+    markdown = card.refresh(client, name, outcome.version)
 
     assert client.get_model_version(name, outcome.version).description == markdown
     run = client.get_run(outcome.run_id)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from mlops_flows import vocabulary
 from mlops_flows.adapters import events
 from mlops_flows.cli.app import app
 from mlops_flows.flows.rollback_flow import RollbackParameters, rollback_churn_model
@@ -80,6 +81,9 @@ def _cli_rolls_back_to_the_previous_champion_and_records_it(settings: Settings) 
     tags = governance.version_tags(mlflow_client(settings), settings.mlflow.model_name, "2")
     assert tags["status"] == "rolled_back"
     assert tags["rolled_back_by"].startswith("dana via prefect-flow-run:")
+    for version in ("1", "2"):
+        listed = mlflow_client(settings).get_model_version(settings.mlflow.model_name, version)
+        assert len(listed.tags) <= vocabulary.MAX_TAGS, sorted(listed.tags)
     entry = history.read(mlflow_client(settings), settings.mlflow.model_name, "2")[-1]
     assert (entry.action, entry.from_version, entry.to_version) == ("rolled_back", "2", "1")
     assert entry.reason == "complaints about v2"

@@ -9,10 +9,12 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from mlops_flows import vocabulary
 from mlops_flows.flows.training_flow import TrainingOutcome, TrainingParameters, train_churn_model
 from mlops_flows.ops.lineage import file_digest
 from mlops_flows.registry import versions as registry
 from mlops_flows.settings import Settings
+from mlops_flows.vocabulary import Tag
 from tests.support import snapshot
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
@@ -87,6 +89,13 @@ def test_champion_run_carries_params_metrics_plots_dataset_model_and_lineage(tra
     assert lineage["feature_service"] == settings.features.feature_service
     assert lineage["training_set_rows"] > 0
 
+    # The version keeps the searchable few; the run keeps them all.
+    tags = client.get_model_version(settings.mlflow.model_name, second.version).tags
+    assert len(tags) <= vocabulary.MAX_TAGS, sorted(tags)
+    for name in (Tag.CODE_COMMIT, Tag.FEATURE_SERVICE, Tag.TRAINING_SET_DIGEST):
+        assert tags[name] == run.data.tags[name]
+    assert tags["metric.roc_auc"] == f"{run.data.metrics['holdout_roc_auc']:.4f}"
+
 
 def _load(settings: Settings, run_id: str, path: str) -> Any:
     from mlflow import MlflowClient
@@ -113,7 +122,7 @@ def test_model_is_skops_with_pinned_requirements_signature_and_example(trained: 
     )
     info = Model.load(folder)
     # The digest loading verifies: that of the file the store holds.
-    recorded = client.get_model_version(name, version).tags[registry.MODEL_DIGEST]
+    recorded = client.get_model_version(name, version).tags[Tag.MODEL_DIGEST]
     assert recorded == file_digest(folder / registry.MODEL_FILE)
     assert info.signature is not None
     assert info.saved_input_example_info is not None

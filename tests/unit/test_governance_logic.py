@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from mlops_flows import vocabulary
 from mlops_flows.registry import governance
 from mlops_flows.registry.history import Action, Entry
+from mlops_flows.vocabulary import Tag
 from tests.support import sample_lineage
 
 
@@ -89,3 +91,24 @@ def test_the_history_shows_a_champion_move_only_where_the_champion_moved(
     entry: Entry, shown: str
 ) -> None:
     assert entry.champion_move() == shown
+
+
+def test_every_fact_a_version_can_carry_fits_in_a_dozen_tags() -> None:
+    """The version list's row stays short: each searchable fact is a tag, the rest one record."""
+    every = {str(tag): f"value of {tag}" for tag in Tag if tag is not Tag.RECORD}
+    every[vocabulary.metric_tag("roc_auc")] = "0.8123"
+    tags = vocabulary.as_tags(every)
+
+    assert len(tags) == vocabulary.MAX_TAGS
+    assert tags[Tag.STATUS] == "value of status"
+    assert tags["metric.roc_auc"] == "0.8123"
+    assert "promoted_by" not in tags
+    assert vocabulary.flatten(tags) == every
+
+
+def test_a_long_reason_is_cut_in_the_record_and_kept_whole_in_a_searchable_tag() -> None:
+    tags = vocabulary.as_tags({Tag.PROMOTION_REASON: "r" * 9000, Tag.GATES_SUMMARY: "s" * 9000})
+    facts = vocabulary.flatten(tags)
+    assert len(facts[Tag.PROMOTION_REASON]) == vocabulary.RECORD_VALUE_LIMIT
+    assert len(facts[Tag.GATES_SUMMARY]) == vocabulary.TAG_LIMIT
+    assert all(len(value) <= vocabulary.TAG_LIMIT for value in tags.values())

@@ -120,19 +120,19 @@ def test_the_record_is_shown_with_full_digests() -> None:
             "it (`mlops approve 3` / `mlops reject 3`).",
         ),
         (
-            {"status": "approved", "approved_by": "ana"},
-            "**Approved** by ana; not serving until `champion` points at it.",
+            {"status": "superseded", "status_reason": "the champion moved"},
+            "**superseded**: the champion moved",
         ),
         (
             {"status": "rejected", "status_reason": "1 of 4 gates failed: roc_auc"},
             "**Rejected**: 1 of 4 gates failed: roc_auc. It never serves.",
         ),
         (
-            {"status": "rejected", "rejected_by": "ana", "status_reason": "worse on north"},
+            {"status": "rejected", "decided_by": "ana", "status_reason": "worse on north"},
             "**Rejected** by ana: worse on north. It never serves.",
         ),
         (
-            {"status": "rolled_back", "rollback_reason": "skew check failed"},
+            {"status": "rolled_back", "status_reason": "skew check failed"},
             "**Rolled back**: skew check failed. It no longer serves.",
         ),
         (
@@ -159,12 +159,12 @@ def test_a_champion_names_its_promotion_and_predecessor() -> None:
 def test_governance_tags_are_listed_and_other_tags_are_not() -> None:
     tags = {
         **FACTS.version_tags,
-        "approval_comment": "looks | fine " + "x" * 300,
-        "approved_by": "ana",
+        "decision_reason": "looks | fine " + "x" * 300,
+        "decided_by": "ana",
     }
     card = render(dataclasses.replace(FACTS, version_tags=tags))
     section = card.split("## Approval and promotion")[1].split("## Known limits")[0]
-    assert "| approved_by | ana |" in section
+    assert "| decided_by | ana |" in section
     assert "| promoted_by | prefect-flow-run:abc |" in section
     assert "looks / fine" in section  # a pipe would break the table
     assert "x" * 200 not in section

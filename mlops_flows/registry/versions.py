@@ -239,6 +239,24 @@ def first_version_tagged(client: MlflowClient, name: str, tag: str, value: str) 
     return min(found, key=int) if found else None
 
 
+# How SQL stores word a unique-key collision (SQLite, PostgreSQL, MySQL).
+_COLLISIONS = ("UNIQUE constraint", "duplicate key", "Duplicate entry")
+
+
+def _set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:
+    """Point an alias at a version. MLflow's SQL store writes an alias by reading it, then
+    inserting it when absent: two first writers at once collide on its unique key, and the
+    second one's write must be an update, which a second try makes."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.set_registered_model_alias(name, alias, version)
+    except MlflowException as error:
+        if not any(collision in str(error) for collision in _COLLISIONS):
+            raise
+        client.set_registered_model_alias(name, alias, version)
+
+
 def record_outcome(
     client: MlflowClient, name: str, version: str, passed: bool, reason: str
 ) -> None:
@@ -246,13 +264,13 @@ def record_outcome(
     status = Status.CHALLENGER if passed else Status.REJECTED
     record(client, name, version, {Tag.STATUS: status, Tag.STATUS_REASON: reason})
     if passed:
-        client.set_registered_model_alias(name, CHALLENGER, version)
+        _set_alias(client, name, CHALLENGER, version)
 
 
 def promote(client: MlflowClient, name: str, version: str, actor: str, reason: str) -> str | None:
     """Move `champion` to the version; return the previous champion's version."""
     previous = champion_version(client, name)
-    client.set_registered_model_alias(name, CHAMPION, version)
+    _set_alias(client, name, CHAMPION, version)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     promoted = {
         Tag.STATUS: Status.CHAMPION,

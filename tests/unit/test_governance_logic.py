@@ -6,6 +6,7 @@ import pytest
 
 from mlops_flows import vocabulary
 from mlops_flows.registry import governance
+from mlops_flows.registry import versions as registry
 from mlops_flows.registry.history import Action, Entry
 from mlops_flows.vocabulary import Tag
 from tests.support import sample_lineage
@@ -112,3 +113,33 @@ def test_a_long_reason_is_cut_in_the_record_and_kept_whole_in_a_searchable_tag()
     assert len(facts[Tag.PROMOTION_REASON]) == vocabulary.RECORD_VALUE_LIMIT
     assert len(facts[Tag.GATES_SUMMARY]) == vocabulary.TAG_LIMIT
     assert all(len(value) <= vocabulary.TAG_LIMIT for value in tags.values())
+
+
+class _RacingClient:
+    """MLflow's SQL store when another process inserted the alias between its read and its
+    insert: the first write fails on the unique key, a second one updates."""
+
+    def __init__(self, failure: str) -> None:
+        self.failure, self.writes = failure, []
+
+    def set_registered_model_alias(self, name: str, alias: str, version: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        self.writes.append((name, alias, version))
+        if len(self.writes) == 1:
+            raise MlflowException(self.failure)
+
+
+def test_an_alias_write_that_meets_a_concurrent_first_write_is_made_again() -> None:
+    client = _RacingClient("(sqlite3.IntegrityError) UNIQUE constraint failed: alias")
+    registry._set_alias(client, "churn", "challenger", "4")  # type: ignore[arg-type]
+    assert client.writes == [("churn", "challenger", "4")] * 2
+
+
+def test_any_other_alias_failure_is_raised() -> None:
+    from mlflow.exceptions import MlflowException
+
+    client = _RacingClient("Registered model 'churn' version 9 not found")
+    with pytest.raises(MlflowException, match="not found"):
+        registry._set_alias(client, "churn", "challenger", "9")  # type: ignore[arg-type]
+    assert len(client.writes) == 1

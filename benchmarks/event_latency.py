@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +24,8 @@ import numpy as np
 from benchmarks.results import Result
 from benchmarks.servers import BIN, Stack, wait_until
 from mlops_flows.adapters import events
-from mlops_flows.settings import PROJECT_ROOT
+
+CHECKOUT = Path(__file__).resolve().parents[1]  # the project benchmarked
 
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
@@ -118,7 +120,7 @@ def _import_seconds(environment: dict[str, str]) -> float:
         env=environment,
         check=True,
         capture_output=True,
-        cwd=PROJECT_ROOT,
+        cwd=CHECKOUT,
         timeout=300,
     )
     return time.perf_counter() - started

@@ -6,8 +6,10 @@ import importlib.metadata
 import os
 import platform
 import subprocess
+from pathlib import Path
 
-from mlops_flows.settings import PROJECT_ROOT
+CHECKOUT = Path(__file__).resolve().parents[1]  # the project benchmarked
+
 
 LIBRARIES = (
     "prefect",
@@ -26,7 +28,7 @@ LIBRARIES = (
 
 def _git(*arguments: str) -> str:
     completed = subprocess.run(
-        ["git", *arguments], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False
+        ["git", *arguments], cwd=CHECKOUT, capture_output=True, text=True, check=False
     )
     return completed.stdout.strip()
 

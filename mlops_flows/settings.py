@@ -9,7 +9,6 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "MLOPS_"
 
 
@@ -44,7 +43,7 @@ class FeatureSettings(Group):
     """Where the Feast repository is and which FeatureService is the model's contract."""
 
     repo_path: Path = Field(
-        default=PROJECT_ROOT / "features",
+        default=Path("features"),
         description="Folder of the Feast feature repository (holds feature_store.yaml).",
     )
     feature_service: str = Field(
@@ -78,8 +77,7 @@ class ExpectationSettings(Group):
     """Great Expectations suites kept as reviewable JSON files."""
 
     folder: Path = Field(
-        default=PROJECT_ROOT / "expectations",
-        description="Folder holding the GX suite JSON files.",
+        default=Path("expectations"), description="Folder holding the GX suite JSON files."
     )
     training_suite: str = Field(
         default="training_set", description="Suite file (without .json) for training sets."
@@ -432,13 +430,15 @@ class Settings(BaseSettings):
     )
 
     home: Path = Field(
-        default=PROJECT_ROOT / ".mlops",
+        default=Path(".mlops"),
         description="Workspace folder holding all local state; delete it to reset.",
     )
     project_dir: Path = Field(
-        default=PROJECT_ROOT,
-        description="Where the project is checked out on a worker's machine; prefect.yaml's "
-        "pull step reads it (as MLOPS_PROJECT_DIR) when deployments are created.",
+        default_factory=Path.cwd,
+        description="The project folder (default: the current one): every relative path "
+        "setting (the Feast repository, the suites, the workspace) and the lock file are found "
+        "under it. On a worker, prefect.yaml's pull step starts each run in it (as "
+        "MLOPS_PROJECT_DIR).",
     )
     profile: Profile = Field(
         default=Profile.LOCAL,
@@ -478,6 +478,16 @@ class Settings(BaseSettings):
                 f"unknown setting(s) {', '.join(unknown)}: no such field. The settings are "
                 "listed in mlops_flows/settings.py and the README."
             )
+        return self
+
+    @model_validator(mode="after")
+    def _paths_under_the_project(self) -> Settings:
+        # Relative to the project folder, not to wherever the library is installed.
+        self.project_dir = self.project_dir.expanduser().resolve()
+        for group in (self, *(v for v in vars(self).values() if isinstance(v, Group))):
+            for name, value in vars(group).items():
+                if isinstance(value, Path) and not value.expanduser().is_absolute():
+                    setattr(group, name, self.project_dir / value)
         return self
 
     @model_validator(mode="after")

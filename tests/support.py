@@ -83,6 +83,9 @@ def use_workspace(monkeypatch: pytest.MonkeyPatch, home: Path) -> Settings:
     return settings
 
 
+# This checkout: the project the tests run the library against (its features/, expectations/,
+# prefect.yaml and uv.lock).
+CHECKOUT = Path(__file__).resolve().parents[1]
 END = date(2026, 6, 30)
 END_OF_DATA = datetime(2026, 6, 30, 23, 59, tzinfo=UTC)
 SMALL = SimulationSpec(customers=600, days=84, end=END)

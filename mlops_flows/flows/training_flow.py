@@ -180,17 +180,18 @@ def evaluate_candidate(
 
 
 def _lineage(
+    settings: Settings,
     training_set: TrainingSet,
     validation: ValidationResult,
     split: training.TimeSplit,
     model_parameters: training.ModelParameters,
     keys: TrainingSetKeys,
 ) -> lineage.Lineage:
-    code = lineage.code_version()
+    code = lineage.code_version(settings.project_dir)
     return lineage.Lineage(
         code_commit=code.commit,
         code_dirty=code.dirty,
-        lock_digest=lineage.file_digest(lineage.LOCK_FILE),
+        lock_digest=lineage.file_digest(settings.project_dir / lineage.LOCK_FILE),
         feature_service=training_set.feature_service,
         feature_service_digest=training_set.feature_service_digest,
         training_set_digest=features.frame_digest(training_set.frame),
@@ -432,7 +433,7 @@ def _train_and_register(
     split = training.split_by_time(
         training_set.frame, keys, parameters.holdout_days or settings.training.holdout_days
     )
-    bundle = _lineage(training_set, validation, split, model_parameters, keys)
+    bundle = _lineage(settings, training_set, validation, split, model_parameters, keys)
     duplicate = _trained_from(settings, bundle)
     if duplicate is not None:
         return duplicate

@@ -12,9 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from mlops_flows.settings import PROJECT_ROOT
-
-LOCK_FILE = PROJECT_ROOT / "uv.lock"
+LOCK_FILE = "uv.lock"  # in the project folder
 # The value of a lineage field that versions trained before the field existed do not carry.
 NOT_RECORDED = "not recorded"
 
@@ -27,8 +25,8 @@ class CodeVersion:
     dirty: bool
 
 
-def code_version(root: Path = PROJECT_ROOT) -> CodeVersion:
-    """Ask git; outside a checkout (an installed package) the commit is 'unknown'."""
+def code_version(root: Path) -> CodeVersion:
+    """Ask git about the project folder; outside a checkout the commit is 'unknown'."""
     try:
         commit = _git(root, "rev-parse", "HEAD")
         dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no"))

@@ -126,8 +126,8 @@ def reproduce(settings: Settings, version: str) -> ReproductionReport:
     suite_path = settings.suite_path(settings.expectations.training_suite)
     validation = validate_frame(frame, suite_path)
     observed = Observed(
-        code=lineage.code_version(),
-        lock_digest=lineage.file_digest(lineage.LOCK_FILE),
+        code=lineage.code_version(settings.project_dir),
+        lock_digest=lineage.file_digest(settings.project_dir / lineage.LOCK_FILE),
         suite_name=validation.suite_name,
         suite_digest=suite_digest(suite_path),
         suite_success=validation.success,

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from mlops_flows.settings import PROJECT_ROOT
+from tests.support import CHECKOUT
 
 BIN = Path(sys.executable).parent
 
@@ -78,7 +78,7 @@ class Stack:
         self.run(
             str(BIN / "prefect"),
             *("work-pool", "create", "mlops-process", "--type", "process", "--overwrite"),
-            *("--base-job-template", str(PROJECT_ROOT / "work-pool.json")),
+            *("--base-job-template", str(CHECKOUT / "work-pool.json")),
         )
 
     def healthy(self) -> bool:
@@ -176,7 +176,7 @@ class Stack:
         with (self.folder / f"{name}.log").open("wb") as log:  # the child keeps its own copy
             self.processes[name] = subprocess.Popen(
                 command,
-                cwd=PROJECT_ROOT,
+                cwd=CHECKOUT,
                 env=environment,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -192,7 +192,7 @@ class Stack:
     def run(self, *command: str, extra: dict[str, str] | None = None) -> str:
         completed = subprocess.run(
             list(command),
-            cwd=PROJECT_ROOT,
+            cwd=CHECKOUT,
             env=self.environment | (extra or {}),
             capture_output=True,
             text=True,
@@ -248,6 +248,6 @@ def base_environment(folder: Path, workspace: Path) -> dict[str, str]:
         "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1",
         "PREFECT_LOGGING_LEVEL": "INFO",
         "MLOPS_HOME": str(workspace),
-        "MLOPS_PROJECT_DIR": str(PROJECT_ROOT),
+        "MLOPS_PROJECT_DIR": str(CHECKOUT),
         "MLOPS_SERVING__PORT": str(free_port()),
     }

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from mlops_flows.adapters import events
-from mlops_flows.settings import PROJECT_ROOT
 from tests.e2e.stack import BIN, Stack, base_environment, wait_until
+from tests.support import CHECKOUT
 
 pytestmark = pytest.mark.faults
 
@@ -52,7 +52,7 @@ def test_deploying_without_the_project_directory_is_refused_and_stores_nothing(
     del environment["MLOPS_PROJECT_DIR"]
     refused = subprocess.run(
         [str(BIN / "prefect"), "--no-prompt", "deploy", "--all"],
-        cwd=PROJECT_ROOT,
+        cwd=CHECKOUT,
         env=environment,
         capture_output=True,
         text=True,

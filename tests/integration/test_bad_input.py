@@ -22,8 +22,8 @@ from mlops_flows.adapters.validation import DataValidationError
 from mlops_flows.examples.churn.simulate import Corruption, SimulationSpec, simulate
 from mlops_flows.flows.training_flow import TrainingParameters, train_churn_model
 from mlops_flows.ops.workspace import Workspace, WorkspaceError
-from mlops_flows.settings import PROJECT_ROOT, Settings
-from tests.support import SMALL, snapshot, wait_for_event
+from mlops_flows.settings import Settings
+from tests.support import CHECKOUT, SMALL, snapshot, wait_for_event
 
 # The CLI's one-line ending of an expected failure is only seen from a subprocess.
 pytestmark = [
@@ -224,7 +224,7 @@ def test_an_expected_failure_ends_the_command_on_one_line_without_a_traceback(
     }
     completed = subprocess.run(
         [str(Path(sys.executable).with_name("mlops")), "train"],
-        cwd=PROJECT_ROOT,
+        cwd=CHECKOUT,
         env=environment,
         capture_output=True,
         text=True,

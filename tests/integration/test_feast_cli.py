@@ -12,8 +12,7 @@ import pytest
 
 from mlops_flows.examples.churn.simulate import simulate
 from mlops_flows.ops.workspace import Workspace
-from mlops_flows.settings import PROJECT_ROOT
-from tests.support import SMALL
+from tests.support import CHECKOUT, SMALL
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +21,7 @@ def _feast(home: Path, *arguments: str) -> str:
     environment = os.environ | {"MLOPS_HOME": str(home), "FEAST_USAGE": "False"}
     completed = subprocess.run(
         [str(Path(sys.executable).with_name("feast")), *arguments],
-        cwd=PROJECT_ROOT / "features",
+        cwd=CHECKOUT / "features",
         env=environment,
         capture_output=True,
         text=True,

@@ -21,9 +21,16 @@ from mlops_flows.flows.training_flow import (
 )
 from mlops_flows.registry import history
 from mlops_flows.registry import versions as registry
-from mlops_flows.settings import PROJECT_ROOT, Settings
+from mlops_flows.settings import Settings
 from mlops_flows.vocabulary import Tag
-from tests.support import END_OF_DATA, champion_of, mlflow_client, seed_workspace, use_workspace
+from tests.support import (
+    CHECKOUT,
+    END_OF_DATA,
+    champion_of,
+    mlflow_client,
+    seed_workspace,
+    use_workspace,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_server")]
 CONCURRENT_RUNS = 4
@@ -121,7 +128,7 @@ def test_concurrent_retrains_of_one_window_promote_exactly_once(settings: Settin
     runs = [
         subprocess.Popen(
             [*command, "--reason", f"race-{index}"],
-            cwd=PROJECT_ROOT,
+            cwd=CHECKOUT,
             env=environment,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

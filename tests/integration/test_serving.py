@@ -41,9 +41,9 @@ from mlops_flows.serving.contract import (
     reload_token,
 )
 from mlops_flows.serving.runner import ServiceStartError, running_service
-from mlops_flows.settings import PROJECT_ROOT, Settings
+from mlops_flows.settings import Settings
 from tests.e2e.stack import free_port, wait_until
-from tests.support import END_OF_DATA, promote_for_set_up, snapshot, use_workspace
+from tests.support import CHECKOUT, END_OF_DATA, promote_for_set_up, snapshot, use_workspace
 
 # `mlops serve` as a subprocess covers what no in-process test reaches (its signal handling).
 pytestmark = [
@@ -441,7 +441,7 @@ def test_mlops_serve_serves_the_champion_until_interrupted(settings: Settings) -
     port = free_port()
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("mlops")), "serve", "--port", str(port)],
-        cwd=PROJECT_ROOT,
+        cwd=CHECKOUT,
         env=dict(os.environ),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

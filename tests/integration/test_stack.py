@@ -16,9 +16,8 @@ import httpx
 import psutil
 import pytest
 
-from mlops_flows.settings import PROJECT_ROOT
 from tests.services import ProductionResources, require_services
-from tests.support import add_mlflow_user, mlflow_login
+from tests.support import CHECKOUT, add_mlflow_user, mlflow_login
 
 # `mlops stack up/down` supervise servers only a subprocess can start and stop.
 pytestmark = [pytest.mark.integration, pytest.mark.traced_subprocesses]
@@ -33,7 +32,7 @@ def _environment(resources: ProductionResources) -> dict[str, str]:
 def _mlops(resources: ProductionResources, *arguments: str, timeout: float = 400) -> Any:
     return subprocess.run(
         [MLOPS, *arguments],
-        cwd=PROJECT_ROOT,
+        cwd=CHECKOUT,
         env=_environment(resources),
         capture_output=True,
         text=True,

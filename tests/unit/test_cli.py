@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mlops_flows.cli.app import app
-from mlops_flows.settings import PROJECT_ROOT, Settings
-from tests.support import unset
+from mlops_flows.settings import Settings
+from tests.support import CHECKOUT, unset
 
 SIMULATE = ["simulate", "--customers", "50", "--days", "28", "--end", "2026-06-30"]
 HEAVY_LIBRARIES = ["pandas", "feast", "mlflow", "prefect", "great_expectations", "sklearn"]
@@ -143,7 +143,7 @@ def test_importing_the_cli_imports_no_heavy_library() -> None:
     )
     completed = subprocess.run(
         [sys.executable, "-c", script],
-        cwd=PROJECT_ROOT,
+        cwd=CHECKOUT,
         capture_output=True,
         text=True,
         check=True,

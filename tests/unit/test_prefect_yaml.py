@@ -11,9 +11,9 @@ import pytest
 import yaml
 from pydantic import BaseModel, TypeAdapter
 
-from mlops_flows.settings import PROJECT_ROOT
+from tests.support import CHECKOUT
 
-PREFECT_YAML = PROJECT_ROOT / "prefect.yaml"
+PREFECT_YAML = CHECKOUT / "prefect.yaml"
 
 
 def _document() -> dict[str, Any]:
@@ -81,7 +81,7 @@ def test_every_event_id_template_is_a_string() -> None:
 
 def _flow(entrypoint: str) -> Any:
     path, name = entrypoint.split(":")
-    assert (PROJECT_ROOT / path).is_file(), f"entrypoint file {path} does not exist"
+    assert (CHECKOUT / path).is_file(), f"entrypoint file {path} does not exist"
     module = importlib.import_module(Path(path).with_suffix("").as_posix().replace("/", "."))
     return getattr(module, name)
 
@@ -142,7 +142,7 @@ def test_the_work_pool_template_takes_no_command_or_environment_from_a_run() -> 
 
     from prefect.workers.process import ProcessJobConfiguration
 
-    template = json.loads((PROJECT_ROOT / "work-pool.json").read_text())
+    template = json.loads((CHECKOUT / "work-pool.json").read_text())
     variables = template["variables"]
     assert variables["additionalProperties"] is False
     assert not {"command", "env", "working_dir"} & set(variables["properties"])
@@ -172,4 +172,4 @@ def test_deploying_without_the_project_directory_is_refused(directory: str) -> N
 
     with pytest.raises(DeployEnvironmentError, match="MLOPS_PROJECT_DIR"):
         check_project_dir(directory)
-    assert check_project_dir(str(PROJECT_ROOT)) == {"directory": str(PROJECT_ROOT)}
+    assert check_project_dir(str(CHECKOUT)) == {"directory": str(CHECKOUT)}

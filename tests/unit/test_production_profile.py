@@ -9,8 +9,8 @@ import pytest
 from pydantic import SecretStr
 
 from mlops_flows.ops import stack
-from mlops_flows.settings import PROJECT_ROOT, Profile, Settings, TaskRunnerKind
-from tests.support import unset
+from mlops_flows.settings import Profile, Settings, TaskRunnerKind
+from tests.support import CHECKOUT, unset
 
 SECRET = "s3cret-Pg-pass/word"  # noqa: S105 - a test value, checked to stay hidden
 
@@ -35,7 +35,7 @@ def production(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
 def test_production_derives_servers_and_the_feast_file(production: Settings) -> None:
     assert production.profile == Profile.PRODUCTION
     assert production.tracking_uri == "http://127.0.0.1:5000"
-    assert production.feature_store_yaml == PROJECT_ROOT / "features/production/feature_store.yaml"
+    assert production.feature_store_yaml == CHECKOUT / "features/production/feature_store.yaml"
     assert production.feature_store_yaml.is_file()
 
 
@@ -43,7 +43,7 @@ def test_local_is_the_default_and_uses_the_repository_file(tmp_path: Path) -> No
     settings = Settings(home=tmp_path)
     assert settings.profile == Profile.LOCAL
     assert settings.prefect.task_runner == TaskRunnerKind.THREAD
-    assert settings.feature_store_yaml == PROJECT_ROOT / "features/feature_store.yaml"
+    assert settings.feature_store_yaml == CHECKOUT / "features/feature_store.yaml"
     assert "FEAST_SQL_REGISTRY_URL" not in settings.library_environment()
 
 

@@ -10,8 +10,8 @@ import pytest
 from pydantic import BaseModel, ValidationError
 from pydantic_settings import SettingsError
 
-from mlops_flows.settings import PROJECT_ROOT, PromotionPolicy, Settings
-from tests.support import unset
+from mlops_flows.settings import PromotionPolicy, Settings
+from tests.support import CHECKOUT, unset
 
 TELEMETRY_OFF = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -42,12 +42,12 @@ def attribute(settings: Settings, dotted: str) -> Any:
 @pytest.mark.parametrize(
     ("dotted", "expected"),
     [
-        ("home", PROJECT_ROOT / ".mlops"),
+        ("home", CHECKOUT / ".mlops"),
         ("promotion_policy", PromotionPolicy.AUTO),
-        ("features.repo_path", PROJECT_ROOT / "features"),
+        ("features.repo_path", CHECKOUT / "features"),
         ("features.feature_service", "churn_model_v1"),
         ("features.labels_path", None),
-        ("expectations.folder", PROJECT_ROOT / "expectations"),
+        ("expectations.folder", CHECKOUT / "expectations"),
         ("mlflow.tracking_uri", None),
         ("mlflow.model_name", "churn"),
         ("training.seed", 42),
@@ -62,6 +62,29 @@ def attribute(settings: Settings, dotted: str) -> Any:
 )
 def test_defaults(clean_environment: pytest.MonkeyPatch, dotted: str, expected: Any) -> None:
     assert attribute(Settings(), dotted) == expected
+
+
+def test_paths_come_from_the_project_folder_not_from_the_installed_package(
+    clean_environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An installed library finds the project's files under MLOPS_PROJECT_DIR (default: the
+    current folder); relative path settings are relative to it, absolute ones stay."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    clean_environment.chdir(elsewhere)
+    project = tmp_path / "project"
+    clean_environment.setenv("MLOPS_PROJECT_DIR", str(project))
+    clean_environment.setenv("MLOPS_EXPECTATIONS__FOLDER", "suites")
+    clean_environment.setenv("MLOPS_FEATURES__LABELS_PATH", str(tmp_path / "labels.parquet"))
+    settings = Settings()
+    assert settings.project_dir == project
+    assert settings.home == project / ".mlops"
+    assert settings.features.repo_path == project / "features"
+    assert settings.expectations.folder == project / "suites"
+    assert settings.features.labels_path == tmp_path / "labels.parquet"
+    assert Settings(project_dir=Path("nested")).home == elsewhere / "nested" / ".mlops"
+    clean_environment.delenv("MLOPS_PROJECT_DIR")
+    assert Settings().features.repo_path == elsewhere / "features"
 
 
 @pytest.mark.parametrize(

@@ -36,9 +36,9 @@ class Tag(StrEnum):
     REQUEST_KEY = "mlops.request_key"  # digest of data, features, code, lock, parameters, seed
     MODEL_DIGEST = "mlops.model_sha256"
     RECORD = "mlops.record"  # the JSON object holding the names below
-    # Kept in the record.
+    # Kept in the record, under the names they had as tags before it existed.
     STATUS_REASON = "status_reason"
-    EVALUATED_AGAINST = "champion_at_training"
+    EVALUATED_AGAINST = "mlops.champion_at_training"
     PROMOTED_AT = "promoted_at"
     PROMOTED_BY = "promoted_by"
     PROMOTION_REASON = "promotion_reason"
@@ -97,12 +97,15 @@ def _searchable(key: str) -> bool:
     return key in SEARCHABLE or key.startswith(METRIC_PREFIX)
 
 
+def record_of(tags: Mapping[str, str]) -> dict[str, str]:
+    """The fields of a version's record (none for a version registered before it existed)."""
+    record: dict[str, str] = json.loads(tags.get(Tag.RECORD, "{}"))
+    return record
+
+
 def flatten(tags: Mapping[str, str]) -> dict[str, str]:
     """A version's facts as one mapping: its tags and the fields of its record."""
-    facts = {key: value for key, value in tags.items() if key != Tag.RECORD}
-    if Tag.RECORD in tags:
-        facts |= json.loads(tags[Tag.RECORD])
-    return facts
+    return {key: value for key, value in tags.items() if key != Tag.RECORD} | record_of(tags)
 
 
 def as_tags(facts: Mapping[str, str]) -> dict[str, str]:

@@ -197,9 +197,10 @@ def read_facts(client: MlflowClient, name: str, version: str) -> dict[str, str]:
 
 def record(client: MlflowClient, name: str, version: str, changes: Mapping[Tag, str]) -> None:
     """Record facts on a version: each searchable one as its tag, the others merged into its
-    record. Callers hold the registry lock, or are the version's only writer."""
+    record (the tags of a version registered before the record existed stay as they are).
+    Callers hold the registry lock, or are the version's only writer."""
     current = client.get_model_version(name, version).tags
-    merged = vocabulary.flatten(current) | {str(key): value for key, value in changes.items()}
+    merged = vocabulary.record_of(current) | {str(key): value for key, value in changes.items()}
     for key, value in vocabulary.as_tags(merged).items():
         if current.get(key) != value:
             client.set_model_version_tag(name, version, key, value)
@@ -209,7 +210,7 @@ def register_version(
     client: MlflowClient, name: str, model_uri: str, run_id: str, facts: dict[str, str]
 ) -> ModelVersion:
     """Create the registered model on first use, then a new version of it with these facts
-    (`mlops_flows.registry.tags`)."""
+    (`mlops_flows.vocabulary`)."""
     from mlflow.exceptions import MlflowException
 
     try:

@@ -143,3 +143,40 @@ def test_any_other_alias_failure_is_raised() -> None:
     with pytest.raises(MlflowException, match="not found"):
         registry._set_alias(client, "churn", "challenger", "9")  # type: ignore[arg-type]
     assert len(client.writes) == 1
+
+
+class _VersionWithTags:
+    def __init__(self, tags: dict[str, str]) -> None:
+        self.tags = tags
+
+
+class _TagClient:
+    """The two calls `registry.record` makes, on one version held in memory."""
+
+    def __init__(self, tags: dict[str, str]) -> None:
+        self.tags, self.writes = dict(tags), []
+
+    def get_model_version(self, name: str, version: str) -> _VersionWithTags:
+        return _VersionWithTags(dict(self.tags))
+
+    def set_model_version_tag(self, name: str, version: str, key: str, value: str) -> None:
+        self.writes.append(key)
+        self.tags[key] = value
+
+
+def test_recording_on_a_version_from_before_the_record_leaves_its_old_tags() -> None:
+    """A version registered with 40-odd flat tags is promoted: only the new facts are written,
+    and its old tags are neither moved into the record nor changed."""
+    old = {f"gate.slice.region.r{index}.reason": "x" * 200 for index in range(40)}
+    old |= {"status": "challenger", "mlops.champion_at_training": "3"}
+    client = _TagClient(old)
+    promoted = {Tag.STATUS: "champion", Tag.PROMOTED_BY: "alice"}
+    registry.record(client, "churn", "4", promoted)  # type: ignore[arg-type]
+
+    assert sorted(client.writes) == [Tag.RECORD, Tag.STATUS]
+    assert {key: client.tags[key] for key in old if key != Tag.STATUS} == {
+        key: value for key, value in old.items() if key != Tag.STATUS
+    }
+    facts = vocabulary.flatten(client.tags)
+    assert (facts[Tag.STATUS], facts[Tag.PROMOTED_BY]) == ("champion", "alice")
+    assert facts[Tag.EVALUATED_AGAINST] == "3"  # read under its old name

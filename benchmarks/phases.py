@@ -14,11 +14,11 @@ from typing import Any
 # (module, function, label): the steps of the training flow, in flow order.
 TRAINING_PHASES = (
     ("mlops_flows.adapters.features", "build_training_set", "build (Feast)"),
-    ("mlops_flows.flows.data_checks", "validate_frame", "validate (GX)"),
+    ("mlops_flows.steps.data_checks", "validate_frame", "validate (GX)"),
     ("mlops_flows.logic.training", "fit_model", "fit"),
     ("mlops_flows.logic.training", "predict_scores", "predict"),
     ("mlops_flows.registry.versions", "load_champion", "load champion"),
-    ("mlops_flows.flows.training_flow", "evaluate_gates", "gates (bootstrap)"),
+    ("mlops_flows.steps.training", "evaluate_gates", "gates (bootstrap)"),
     ("mlops_flows.logic.plots", "permutation_importances", "permutation importance"),
     ("mlops_flows.adapters.features", "frame_digest", "training-set digest"),
     ("mlops_flows.adapters.tracking", "log_training_run", "MLflow run (incl. log_model)"),

@@ -1,5 +1,5 @@
 """The closed MLOps loop on Prefect, Feast, Great Expectations, MLflow and Evidently.
 
 Parts, top to bottom (a part imports only the parts below it; `lint-imports` checks it):
-`cli`, `examples`, `flows`, `serving`, `registry`, `adapters`, `logic`, `ops`, `settings`,
-`errors`."""
+`cli`, `examples`, `flows`, `steps`, `serving`, `registry`, `adapters`, `logic`, `ops`,
+`settings`, `vocabulary`, `errors`."""

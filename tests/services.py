@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_flows.ops import stack
+from mlops_flows.ops import databases
 from mlops_flows.settings import Settings
 from tests.e2e.stack import free_port
 from tests.support import make_key
@@ -23,7 +23,7 @@ def require_services(settings: Settings) -> None:
     """Fail under CI=true, skip otherwise, when PostgreSQL or Redis does not answer."""
     missing = [
         f"{found.name} ({found.url}): {found.detail}"
-        for found in (stack._postgres_status(settings), stack._redis_status(settings))
+        for found in (databases.postgres_status(settings), databases.redis_status(settings))
         if not found.healthy
     ]
     if not missing:
@@ -131,8 +131,8 @@ class ProductionResources:
         from psycopg import sql
 
         settings = self.settings()
-        with stack._connect(settings, "postgres") as connection:
-            for service in stack.DATABASES:
+        with databases.connect(settings, "postgres") as connection:
+            for service in databases.DATABASES:
                 name = sql.Identifier(settings.postgres.database(service))
                 connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
         client = redis.Redis(host=settings.redis.host, port=settings.redis.port)

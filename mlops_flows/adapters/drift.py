@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -20,11 +21,14 @@ if TYPE_CHECKING:
 
     from mlops_flows.settings import MonitoringSettings
 
-DRIFT = "drift"
-NO_DRIFT = "no_drift"
-NOT_ENOUGH_DATA = "not_enough_data"
-DECAY = "decay"
-NO_DECAY = "no_decay"
+
+class DriftStatus(StrEnum):
+    """What a drift check found (of features, predictions or one segment)."""
+
+    DRIFT = "drift"
+    NO_DRIFT = "no_drift"
+    NOT_ENOUGH_DATA = "not_enough_data"
+
 
 # Evidently results are read by type name, never by position in the report.
 _VALUE_DRIFT = "evidently:metric_v2:ValueDrift"
@@ -53,7 +57,7 @@ class ColumnDrift(NamedTuple):
 class DriftResult:
     """Outcome of comparing current data with the reference, column by column."""
 
-    status: str  # drift | no_drift | not_enough_data
+    status: DriftStatus
     drift_share: float | None  # observed share of drifted columns; None when not compared
     threshold: float  # share of drifted columns at which the data set drifted
     drifted_columns: tuple[str, ...]
@@ -67,7 +71,7 @@ class DriftResult:
 
     @property
     def drifted(self) -> bool:
-        return self.status == DRIFT
+        return self.status is DriftStatus.DRIFT
 
     def save_html(self, path: Path) -> Path:
         """Write Evidently's HTML report; there is none when the data were not compared."""
@@ -124,7 +128,7 @@ def check_drift(
     threshold = settings.drift_share
     if len(current) < settings.min_rows or reference.empty:
         return DriftResult(
-            status=NOT_ENOUGH_DATA,
+            status=DriftStatus.NOT_ENOUGH_DATA,
             drift_share=None,
             threshold=threshold,
             drifted_columns=(),
@@ -146,8 +150,8 @@ def check_drift(
     scores, share = _read_snapshot(snapshot.dict(), columns)
     drifted = tuple(column for column, result in scores.items() if result.drifted)
     # Evidently's own rule for data-set drift: share of drifted columns >= drift_share.
-    status = DRIFT if share >= threshold else NO_DRIFT
-    comparison = ">=" if status == DRIFT else "<"
+    status = DriftStatus.DRIFT if share >= threshold else DriftStatus.NO_DRIFT
+    comparison = ">=" if status is DriftStatus.DRIFT else "<"
     reason = (
         f"{len(drifted)} of {len(columns)} columns drifted (share {share:.2f} {comparison} "
         f"{threshold:.2f})" + (f": {', '.join(drifted)}" if drifted else "")
@@ -292,78 +296,6 @@ def _read_snapshot(
             + ("the drifted-columns share" if share is None else f"column(s) {missing}")
         )
     return {column: found[column] for column in columns}, share
-
-
-@dataclass(frozen=True)
-class DecayResult:
-    """ROC AUC on recent labelled data against the champion's holdout ROC AUC."""
-
-    status: str  # decay | no_decay | not_enough_data
-    decayed: bool
-    observed_roc_auc: float | None
-    reference_roc_auc: float
-    drop: float | None  # reference - observed; positive means worse now
-    max_drop: float
-    rows: int
-    reason: str
-
-    def to_payload(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "decayed": self.decayed,
-            "observed_roc_auc": self.observed_roc_auc,
-            "reference_roc_auc": self.reference_roc_auc,
-            "drop": self.drop,
-            "max_drop": self.max_drop,
-            "rows": self.rows,
-            "reason": self.reason,
-        }
-
-
-def performance_decay(
-    y_true: Sequence[int] | np.ndarray | pd.Series,
-    y_score: Sequence[float] | np.ndarray | pd.Series,
-    reference_roc_auc: float,
-    max_drop: float,
-    min_rows: int = 1,
-) -> DecayResult:
-    """Decay when ROC AUC fell by more than `max_drop` below the reference."""
-    from sklearn.metrics import roc_auc_score
-
-    labels = np.asarray(y_true)
-    scores = np.asarray(y_score, dtype="float64")
-    if labels.shape != scores.shape:
-        raise ValueError(f"{labels.size} labels but {scores.size} scores")
-    classes = np.unique(labels)
-    if labels.size < min_rows or classes.size < 2:
-        return DecayResult(
-            status=NOT_ENOUGH_DATA,
-            decayed=False,
-            observed_roc_auc=None,
-            reference_roc_auc=reference_roc_auc,
-            drop=None,
-            max_drop=max_drop,
-            rows=int(labels.size),
-            reason=f"not enough labelled data: {labels.size} row(s) with class(es) "
-            f"{classes.tolist()}; ROC AUC needs both classes and at least {min_rows} rows",
-        )
-    observed = float(roc_auc_score(labels, scores))
-    drop = reference_roc_auc - observed
-    # Equal within rounding is not a decay: 0.80 - 0.75 is 0.05000000000000004 in floats.
-    decayed = drop > max_drop and not math.isclose(drop, max_drop, abs_tol=1e-9)
-    comparison = ">" if decayed else "<="
-    return DecayResult(
-        status=DECAY if decayed else NO_DECAY,
-        decayed=decayed,
-        observed_roc_auc=observed,
-        reference_roc_auc=reference_roc_auc,
-        drop=drop,
-        max_drop=max_drop,
-        rows=int(labels.size),
-        reason=f"ROC AUC {observed:.3f} on {labels.size} labelled rows against "
-        f"{reference_roc_auc:.3f} on the champion's holdout: drop {drop:.3f} {comparison} "
-        f"{max_drop:.3f}",
-    )
 
 
 def window_midnights(

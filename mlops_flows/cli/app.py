@@ -7,7 +7,7 @@ import shlex
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -24,6 +24,9 @@ from mlops_flows.cli.governance import app as governance_app
 from mlops_flows.examples.churn.scenarios import Scenario
 from mlops_flows.registry import history
 from mlops_flows.settings import Settings
+
+if TYPE_CHECKING:  # the flows import the heavy libraries: imported when a command runs
+    from mlops_flows.steps.training import TrainingOutcome
 
 app = typer.Typer(
     help="MLOps flows: simulate data, manage features, train and govern the churn model.",
@@ -213,7 +216,7 @@ def train(
     _report_outcome(settings, outcome)
 
 
-def _train(settings: Settings, parameters: dict[str, Any]) -> Any:
+def _train(settings: Settings, parameters: dict[str, Any]) -> TrainingOutcome:
     with quiet_libraries():
         from mlops_flows.flows.training_flow import TrainingParameters, train_churn_model
 
@@ -223,21 +226,25 @@ def _train(settings: Settings, parameters: dict[str, Any]) -> Any:
         )
 
 
-def _report_outcome(settings: Settings, outcome: Any, exit_if_rejected: bool = True) -> None:
+def _report_outcome(
+    settings: Settings, outcome: TrainingOutcome, exit_if_rejected: bool = True
+) -> None:
+    from mlops_flows.steps.training import TrainingStatus
+
     console.print(f"  model {settings.mlflow.model_name} v{outcome.version}: {outcome.status}")
-    if outcome.status in ("superseded", "duplicate"):
+    if outcome.status in (TrainingStatus.SUPERSEDED, TrainingStatus.DUPLICATE):
         console.print(f"[yellow]{outcome.status}[/]: {outcome.gate_summary}")
     else:
         console.print(f"  gates: {outcome.gate_summary}")
-    if outcome.status == "rejected":
+    if outcome.status is TrainingStatus.REJECTED:
         champion = history.version_label(outcome.previous_champion)
         console.print(f"[yellow]rejected[/]: the champion is unchanged ({champion}).")
-    if outcome.status == "challenger":
+    if outcome.status is TrainingStatus.CHALLENGER:
         console.print(
             f"  awaiting approval (policy manual): `mlops approve {outcome.version} --reason ...`"
             f" or `mlops reject {outcome.version} --reason ...`"
         )
-    if outcome.status in ("rejected", "superseded", "duplicate") and exit_if_rejected:
+    if outcome.status.champion_unchanged and exit_if_rejected:
         raise typer.Exit(EXIT_REJECTED)
 
 
@@ -316,7 +323,7 @@ def server(
     settings = load_settings()
     host = host or settings.prefect.server_host
     port = port or settings.prefect.server_port
-    from mlops_flows.ops.stack import server_environment
+    from mlops_flows.ops.supervision import server_environment
 
     environment = server_environment(
         "PREFECT_",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any
 
 from mlops_flows.adapters import features
 from mlops_flows.examples.churn.scenarios import Scenario
@@ -20,6 +20,9 @@ from mlops_flows.logic.keys import keys_of
 from mlops_flows.ops.workspace import Workspace
 from mlops_flows.registry import versions as registry
 from mlops_flows.settings import Settings
+
+if TYPE_CHECKING:  # the flows import the heavy libraries: imported when the loop runs
+    from mlops_flows.steps.training import TrainingStatus
 
 DAYS, DRIFT_DAY = 112, 56  # eight weeks of the old regime, eight of the new one
 
@@ -31,23 +34,20 @@ class LoopStory:
     baseline_version: str
     drift_reason: str
     retrained_version: str
-    retrained_status: str
+    retrained_status: TrainingStatus
     served_version: str
     recent_roc_auc: dict[str, float]  # version -> ROC AUC on the last labelled week
 
 
 def run_loop(settings: Settings, customers: int, say: Callable[[str], None]) -> LoopStory:
     """Simulate concept drift and take the champion through drift, retrain and redeploy."""
-    from mlops_flows.flows.monitoring_flow import (
-        MonitoringOutcome,
-        MonitoringParameters,
-        monitor_drift,
-    )
+    from mlops_flows.adapters.drift import DriftStatus
+    from mlops_flows.flows.monitoring_flow import MonitoringParameters, monitor_drift
     from mlops_flows.flows.redeploy_flow import RedeployParameters, redeploy
     from mlops_flows.flows.retrain_flow import retrain_on_drift
     from mlops_flows.flows.training_flow import (
-        TrainingOutcome,
         TrainingParameters,
+        TrainingStatus,
         train_churn_model,
     )
     from mlops_flows.serving.client import ServiceClient
@@ -69,12 +69,8 @@ def run_loop(settings: Settings, customers: int, say: Callable[[str], None]) -> 
     drift_start = spec.day_timestamp(DRIFT_DAY)
     say(f"simulated {DAYS} days; the churn mechanism changes on {drift_start:%Y-%m-%d}")
 
-    # Flows return their value when called; Prefect's decorator hides the type from mypy.
-    baseline = cast(
-        TrainingOutcome,
-        train_churn_model(
-            TrainingParameters(as_of=drift_start - timedelta(minutes=1), reason="demo-baseline")
-        ),
+    baseline = train_churn_model(
+        TrainingParameters(as_of=drift_start - timedelta(minutes=1), reason="demo-baseline")
     )
     say(f"baseline trained before the change: v{baseline.version} {baseline.status}")
 
@@ -86,23 +82,20 @@ def run_loop(settings: Settings, customers: int, say: Callable[[str], None]) -> 
         _score_everyone(client, spec)
         say(f"service at {url} serves v{client.health().model_version}")
 
-        monitored = cast(MonitoringOutcome, monitor_drift(MonitoringParameters()))
+        monitored = monitor_drift(MonitoringParameters())
         say(f"monitoring: {monitored.reason}")
-        if monitored.status != "drift":
+        if monitored.status is not DriftStatus.DRIFT:
             raise RuntimeError("the demo expected drift and found none: " + monitored.reason)
-        retrained = cast(
-            TrainingOutcome,
-            retrain_on_drift(
-                event_id=f"demo-{datetime.now(UTC):%Y%m%d%H%M%S}",
-                model_name=settings.mlflow.model_name,
-                model_version=baseline.version,
-                window_end=monitored.window_end.isoformat(),
-                drift_share=monitored.drift_share,
-                reason=monitored.reason,
-            ),
+        retrained = retrain_on_drift(
+            event_id=f"demo-{datetime.now(UTC):%Y%m%d%H%M%S}",
+            model_name=settings.mlflow.model_name,
+            model_version=baseline.version,
+            window_end=monitored.window_end.isoformat(),
+            drift_share=monitored.drift_share,
+            reason=monitored.reason,
         )
         say(f"retrained on the recent window: v{retrained.version} {retrained.status}")
-        if retrained.status == "champion":
+        if retrained.status is TrainingStatus.CHAMPION:
             redeployed = redeploy(
                 RedeployParameters(
                     version=retrained.version,

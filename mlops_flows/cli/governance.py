@@ -66,7 +66,7 @@ def _signed_form(
     """The decision, signed with the approver's key when there is one."""
     from mlflow import MlflowClient
 
-    from mlops_flows.registry import governance
+    from mlops_flows.registry import decisions, governance
     from mlops_flows.registry.signing import load_signer
 
     form = {"decision": decision, "approver": approver, "reason": reason}
@@ -75,7 +75,7 @@ def _signed_form(
         return form
     name = settings.mlflow.model_name
     deadline = governance.open_request(MlflowClient(settings.tracking_uri), name, version)
-    message = governance.decision_message(name, version, deadline, decision, approver, reason)
+    message = decisions.decision_message(name, version, deadline, decision, approver, reason)
     return form | {"signature": load_signer(key, "--key").sign(message)}
 
 

@@ -15,13 +15,14 @@ from pydantic import Field
 from mlops_flows.adapters import batch_scoring, features
 from mlops_flows.adapters.batch_scoring import ScoreDistribution
 from mlops_flows.adapters.validation import ValidationResult
-from mlops_flows.flows.data_checks import check_or_stop
 from mlops_flows.logic import training
 from mlops_flows.logic.times import UtcDatetime
 from mlops_flows.ops.runtime import FlowParameters
 from mlops_flows.ops.workspace import Workspace
 from mlops_flows.registry import versions as registry
 from mlops_flows.settings import Settings
+from mlops_flows.steps.data_checks import check_or_stop
+from mlops_flows.steps.start import start
 
 
 class BatchScoringParameters(FlowParameters):
@@ -150,9 +151,7 @@ def score_batch(parameters: BatchScoringParameters | None = None) -> BatchScorin
     """Score every customer at `as_of` with the champion and write one parquet file."""
     parameters = parameters or BatchScoringParameters()
     parameters = parameters.model_copy(update={"as_of": parameters.as_of or datetime.now(UTC)})
-    settings = Settings()
-    settings.export_library_environment()  # a worker starts here, not at the CLI
-    Workspace(settings.home_resolved).ensure()
+    settings = start().settings
 
     champion = load_serving_champion(settings)
     scoring_set = build_scoring_set(settings, parameters)

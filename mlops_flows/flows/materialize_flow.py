@@ -8,15 +8,14 @@ from prefect import flow, get_run_logger
 
 from mlops_flows.adapters import features
 from mlops_flows.logic.times import to_utc
-from mlops_flows.settings import Settings
+from mlops_flows.steps.start import start
 
 
 @flow(name="materialize-features")
 def materialize_features(end: datetime | None = None, full: bool = False) -> str:
     """Load feature values up to `end` (default now) into the online store; `full` reloads
     every view's TTL window (an online store that lost its data)."""
-    settings = Settings()
-    settings.export_library_environment()  # a worker starts here, not at the CLI
+    settings = start().settings
     until = to_utc(end) if end else datetime.now(UTC)
     store = features.open_store(settings.features.repo_path)
     reloaded = features.materialize(store, until, full)

@@ -9,8 +9,12 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field, ValidationError
 
 from mlops_flows.errors import MlopsError
-from mlops_flows.flows.training_flow import TrainingParameters, train_churn_model
-from mlops_flows.settings import Settings
+from mlops_flows.flows.training_flow import (
+    TrainingOutcome,
+    TrainingParameters,
+    train_churn_model,
+)
+from mlops_flows.steps.start import start
 
 
 class DriftEventError(MlopsError, ValueError):
@@ -37,7 +41,7 @@ def parse_drift_event(fields: dict[str, Any], model_name: str) -> DriftEvent:
         raise DriftEventError(
             f"Drift event field '{field}' is missing or invalid ({problem['msg']}; got "
             f"{fields.get(field)!r}). Emit `mlops.drift.detected` with payload fields "
-            "model_name, model_version, window_end (see README, Events)."
+            "model_name, model_version, window_end (see docs/operations.md, Events)."
         ) from None
     if event.model_name != model_name:
         raise DriftEventError(
@@ -55,10 +59,9 @@ def retrain_on_drift(
     window_end: str = "",
     drift_share: float | str | None = None,
     reason: str = "",
-) -> Any:
+) -> TrainingOutcome:
     """Retrain on the drifted window; the training flow gates and registers as usual."""
-    settings = Settings()
-    settings.export_library_environment()  # a worker starts here, not at the CLI
+    settings = start().settings
     event = parse_drift_event(
         {
             "event_id": event_id,

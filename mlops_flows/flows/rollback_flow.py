@@ -5,16 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from prefect import flow
-from prefect.events import emit_event
-from prefect.runtime import flow_run
 from pydantic import Field
 
 from mlops_flows.adapters import events
 from mlops_flows.flows.redeploy_flow import RedeployParameters, redeploy
 from mlops_flows.ops.runtime import FlowParameters
-from mlops_flows.registry import governance, history
+from mlops_flows.registry import governance
 from mlops_flows.registry.lock import registry_lock
-from mlops_flows.settings import Settings
+from mlops_flows.steps.start import start
 
 
 class RollbackParameters(FlowParameters):
@@ -46,13 +44,11 @@ class RollbackOutcome:
 @flow(name="rollback-churn-model", log_prints=True)
 def rollback_churn_model(parameters: RollbackParameters) -> RollbackOutcome:
     """Move `champion` back to an earlier approved version, then redeploy it."""
-    settings = Settings()
-    settings.export_library_environment()  # a worker starts here, not at the CLI
-    history.signer(settings)  # without the governance key in production: stop before any change
+    settings = start(signs=True).settings
     from mlflow import MlflowClient
 
     client, name = MlflowClient(settings.tracking_uri), settings.mlflow.model_name
-    actor = f"{parameters.requested_by} via prefect-flow-run:{flow_run.get_id() or 'local'}"
+    actor = f"{parameters.requested_by} via {events.actor()}"
     with registry_lock(name, settings.governance.lock_timeout_seconds):
         promotion = governance.rollback(
             client, name, to=parameters.to_version, actor=actor, reason=parameters.reason
@@ -60,10 +56,10 @@ def rollback_churn_model(parameters: RollbackParameters) -> RollbackOutcome:
     print(
         f"champion v{promotion.previous} rolled back to v{promotion.version}: {parameters.reason}"
     )
-    emit_event(
-        event=events.MODEL_ROLLED_BACK,
-        resource=events.model_resource(name),
-        payload={
+    events.emit(
+        events.MODEL_ROLLED_BACK,
+        name,
+        {
             "version": promotion.previous,
             "restored_version": promotion.version,
             "reason": parameters.reason,

@@ -8,7 +8,6 @@ version's tags.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -18,18 +17,14 @@ from mlops_flows import vocabulary
 from mlops_flows.errors import MlopsError
 from mlops_flows.registry import card
 from mlops_flows.registry import versions as registry
-from mlops_flows.registry.history import Action, Entry, append, has, read
+from mlops_flows.registry.history import Action, Entry, append, has
 from mlops_flows.vocabulary import Approval, Status, Tag
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from mlops_flows.registry.signing import PublicKey
-    from mlops_flows.settings import Settings
 
 ROLLBACK_REASON = "rollback: "  # how a rollback's promotion reason starts
-APPROVERS = "MLOPS_GOVERNANCE__APPROVERS_FILE"
-SIGNED_DECISION = b"mlops-decision-v1:"
 
 
 class GovernanceError(MlopsError):
@@ -53,10 +48,6 @@ class RollbackRefusedError(GovernanceError):
     """The rollback target may not serve."""
 
 
-class UnauthenticatedDecisionError(GovernanceError):
-    """A decision not signed by the key the approvers file lists for its approver."""
-
-
 class Decision(StrEnum):
     """A person's answer to an approval request."""
 
@@ -77,7 +68,7 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def _stamp(moment: datetime) -> str:
+def stamp(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
 
 
@@ -179,13 +170,13 @@ def request_approval(
     client: MlflowClient, name: str, version: str, *, deadline: datetime, actor: str
 ) -> None:
     """Mark a gated challenger as waiting for a person, until the deadline."""
-    pending = {Tag.APPROVAL: Approval.PENDING, Tag.APPROVAL_DEADLINE: _stamp(deadline)}
+    pending = {Tag.APPROVAL: Approval.PENDING, Tag.APPROVAL_DEADLINE: stamp(deadline)}
     registry.record(client, name, version, pending)
     entry = Entry(
         Action.APPROVAL_REQUESTED,
         version,
         actor,
-        f"gates passed; policy manual: approve or reject before {_stamp(deadline)}",
+        f"gates passed; policy manual: approve or reject before {stamp(deadline)}",
         registry.champion_version(client, name),
         version,
     )
@@ -223,14 +214,14 @@ def decide(
     if now > deadline:
         expire(client, name, version, actor=actor, now=now)
         raise ApprovalExpiredError(
-            f"The approval window of v{version} closed at {_stamp(deadline)}; the request was "
+            f"The approval window of v{version} closed at {stamp(deadline)}; the request was "
             "recorded as timed out (rejected). Retrain to ask again."
         )
     evidence = {"approver": approver, "via": actor}
     decided = {
         Tag.APPROVAL: Approval.APPROVED if decision is Decision.APPROVE else Approval.REJECTED,
         Tag.DECIDED_BY: approver,
-        Tag.DECIDED_AT: _stamp(now),
+        Tag.DECIDED_AT: stamp(now),
         Tag.DECISION_REASON: reason,
     }
     registry.record(client, name, version, decided)
@@ -258,7 +249,7 @@ def decide(
 
 def expire(client: MlflowClient, name: str, version: str, *, actor: str, now: datetime) -> None:
     """Record that nobody decided in time: the request counts as rejected."""
-    reason = f"no decision before the approval deadline (checked {_stamp(now)})"
+    reason = f"no decision before the approval deadline (checked {stamp(now)})"
     timed_out = {
         Tag.APPROVAL: Approval.TIMED_OUT,
         Tag.STATUS: Status.REJECTED,
@@ -362,7 +353,7 @@ def rollback(
     rolled_back = {
         Tag.STATUS: Status.ROLLED_BACK,
         Tag.STATUS_REASON: reason,
-        Tag.ROLLED_BACK_AT: _stamp(now_utc()),
+        Tag.ROLLED_BACK_AT: stamp(now_utc()),
         Tag.ROLLED_BACK_BY: actor,
     }
     registry.record(client, name, current, rolled_back)
@@ -370,74 +361,3 @@ def rollback(
     append(client, name, entry)
     _refresh_cards(client, name, current, target)
     return Promotion(target, current, moved=True)
-
-
-def approvers(settings: Settings) -> dict[str, PublicKey] | None:
-    """Who may decide and with which key; None (free-text approvers) on the local profile
-    without an approvers file, an error on the production profile without one."""
-    from mlops_flows.registry.signing import load_approvers
-
-    path = settings.governance.approvers_file
-    if path is None:
-        if settings.is_production:
-            raise UnauthenticatedDecisionError(
-                f"The production profile accepts only signed decisions: set {APPROVERS} to a "
-                "file of `<name> ssh-ed25519 AAAA...` lines, one per approver, on the worker. "
-                "Nothing was changed."
-            )
-        return None
-    return load_approvers(path, APPROVERS)
-
-
-def decision_message(
-    name: str, version: str, deadline: datetime, decision: str, approver: str, reason: str
-) -> bytes:
-    """What an approver signs: this decision on this request (the version's approval deadline
-    tells requests apart), so a signature cannot be replayed onto another."""
-    body = {
-        "model": name,
-        "version": version,
-        "request": _stamp(deadline),
-        "decision": decision,
-        "approver": approver,
-        "reason": reason,
-    }
-    return SIGNED_DECISION + json.dumps(body, sort_keys=True).encode()
-
-
-def authenticate(
-    approvers: dict[str, PublicKey] | None, message: bytes, approver: str, signature: str
-) -> str:
-    """The approver as the history records them: `<name> (key SHA256:...)` once the signature
-    verifies with that name's key; the free text where no approvers are configured."""
-    if approvers is None:
-        return approver
-    key = approvers.get(approver)
-    if key is None:
-        raise UnauthenticatedDecisionError(
-            f"{approver!r} is not an approver (listed: {', '.join(sorted(approvers))}): the "
-            "decision was refused and the request is still open."
-        )
-    if not signature:
-        raise UnauthenticatedDecisionError(
-            f"The decision of {approver!r} is not signed: decide with `mlops approve|reject "
-            "--key <your key>`. It was refused and the request is still open."
-        )
-    if not key.verifies(message, signature):
-        raise UnauthenticatedDecisionError(
-            f"The signature does not verify with {approver!r}'s key {key.fingerprint} for this "
-            "decision on this request: it was refused and the request is still open."
-        )
-    return f"{approver} (key {key.fingerprint})"
-
-
-def refuse_decision(
-    client: MlflowClient, name: str, version: str, *, claimed: str, reason: str, actor: str
-) -> None:
-    """Record a decision that did not authenticate; the request stays open."""
-    evidence = {"claimed_approver": claimed}
-    append(client, name, Entry(Action.DECISION_REFUSED, version, actor, reason, evidence=evidence))
-
-
-def refused_decisions(client: MlflowClient, name: str, version: str) -> int:
-    return sum(entry.action == Action.DECISION_REFUSED for entry in read(client, name, version))

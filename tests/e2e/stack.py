@@ -73,8 +73,8 @@ class Stack:
         )
 
     def create_work_pool(self) -> None:
-        """The README's work pool: a process pool whose runs take no command or environment
-        from their caller (work-pool.json)."""
+        """The work pool of docs/operations.md: a process pool whose runs take no command or
+        environment from their caller (work-pool.json)."""
         self.run(
             str(BIN / "prefect"),
             *("work-pool", "create", "mlops-process", "--type", "process", "--overwrite"),
@@ -234,7 +234,7 @@ def base_environment(folder: Path, workspace: Path) -> dict[str, str]:
     return keep | {
         # An empty home: every process keeps its state in the workspace (checked at the end).
         "HOME": str(folder / "home"),
-        "PREFECT_HOME": str(workspace / "prefect"),  # as the README has it for the worker
+        "PREFECT_HOME": str(workspace / "prefect"),  # as docs/operations.md has it for the worker
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_SERVER_API_HOST": "127.0.0.1",
         "PREFECT_SERVER_API_PORT": str(port),

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from mlops_flows.adapters import features
 from mlops_flows.cli.app import app
 from mlops_flows.examples.churn.simulate import PROFILE_FILE, simulate
-from mlops_flows.ops import stack
+from mlops_flows.ops import databases
 from mlops_flows.ops.workspace import Workspace
 from tests.services import ProductionResources, require_services
 from tests.support import END_OF_DATA, SMALL
@@ -32,7 +32,7 @@ def resources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Produ
     for name, value in settings.library_environment().items():
         monkeypatch.setenv(name, value)  # what the entry point exports
     try:
-        stack.ensure_databases(settings)
+        databases.ensure_databases(settings)
         yield found
     finally:
         found.remove()
@@ -67,7 +67,7 @@ def test_apply_materialize_and_read_online(resources: ProductionResources) -> No
     assert online["sessions_7d"].notna().all()
     assert online["minutes_per_session"].notna().all()  # the on-demand view, computed online
 
-    with stack._connect(settings, settings.postgres.database("feast")) as connection:
+    with databases.connect(settings, settings.postgres.database("feast")) as connection:
         rows = connection.execute(
             "SELECT feature_service_name FROM feature_services WHERE project_id = %s",
             (resources.project,),

@@ -85,16 +85,12 @@ class CrashOnce:
 def test_a_retried_run_registers_once_and_moves_the_alias_once(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, crash_point: str, days_before_end: int
 ) -> None:
-    import mlops_flows.flows.training_flow as training_flow
-
     if crash_point == "after registration":  # the version exists, its gate outcome does not
         crash = CrashOnce(registry.record_outcome)
         monkeypatch.setattr(registry, "record_outcome", crash)
     else:  # the alias moved, the event was not sent
-        crash = CrashOnce(
-            training_flow.emit_event, when=lambda **kw: kw["event"] == events.MODEL_PROMOTED
-        )
-        monkeypatch.setattr(training_flow, "emit_event", crash)
+        crash = CrashOnce(events.emit, when=lambda event, *_: event == events.MODEL_PROMOTED)
+        monkeypatch.setattr(events, "emit", crash)
     before = _versions(settings)
     retried = train_churn_model.with_options(retries=1, retry_delay_seconds=0)
 

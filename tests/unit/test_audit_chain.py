@@ -154,21 +154,21 @@ def test_only_an_ed25519_private_key_signs(tmp_path: Path) -> None:
 def test_a_decision_authenticates_only_as_its_listed_approver(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
-    from mlops_flows.registry import governance
+    from mlops_flows.registry import decisions
 
     alice = public_key(make_key(tmp_path / "alice"), "test")
     make_key(tmp_path / "mallory")
     deadline = datetime(2026, 12, 10, tzinfo=UTC)
-    message = governance.decision_message("churn", "3", deadline, "approve", "alice", "ok")
-    other = governance.decision_message("churn", "4", deadline, "approve", "alice", "ok")
+    message = decisions.decision_message("churn", "3", deadline, "approve", "alice", "ok")
+    other = decisions.decision_message("churn", "4", deadline, "approve", "alice", "ok")
     by_alice = load_signer(tmp_path / "alice", "k").sign(message)
     by_mallory = load_signer(tmp_path / "mallory", "k").sign(message)
     approvers = {"alice": alice}
 
-    assert governance.authenticate(approvers, message, "alice", by_alice) == (
+    assert decisions.authenticate(approvers, message, "alice", by_alice) == (
         f"alice (key {alice.fingerprint})"
     )
-    assert governance.authenticate(None, message, "anyone", "") == "anyone"  # local profile
+    assert decisions.authenticate(None, message, "anyone", "") == "anyone"  # local profile
     for approver, signed, signature, refusal in [
         ("mallory", message, by_mallory, "'mallory' is not an approver"),
         ("alice", message, "", "is not signed"),
@@ -176,8 +176,8 @@ def test_a_decision_authenticates_only_as_its_listed_approver(tmp_path: Path) ->
         ("alice", other, by_alice, "does not verify"),  # replayed onto another version
         ("alice", message, "not base64!", "does not verify"),
     ]:
-        with pytest.raises(governance.UnauthenticatedDecisionError, match=refusal):
-            governance.authenticate(approvers, signed, approver, signature)
+        with pytest.raises(decisions.UnauthenticatedDecisionError, match=refusal):
+            decisions.authenticate(approvers, signed, approver, signature)
 
 
 def test_a_public_key_of_another_type_is_refused_naming_its_type() -> None:

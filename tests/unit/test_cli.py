@@ -190,15 +190,14 @@ def test_other_unexpected_errors_keep_their_traceback() -> None:
 
 
 def test_a_rejected_first_version_says_there_is_no_champion() -> None:
-    from types import SimpleNamespace
-
     import typer
 
     from mlops_flows.cli import app as cli
     from mlops_flows.cli.common import console
+    from mlops_flows.steps.training import TrainingOutcome, TrainingStatus
 
-    outcome = SimpleNamespace(
-        version="1", status="rejected", gate_summary="1 of 4 gates failed", previous_champion=None
+    outcome = TrainingOutcome(
+        TrainingStatus.REJECTED, "1", "run", None, gate_summary="1 of 4 gates failed"
     )
     settings = Settings()
     with console.capture() as captured, pytest.raises(typer.Exit):

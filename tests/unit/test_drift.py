@@ -12,18 +12,16 @@ import pandas as pd
 import pytest
 
 from mlops_flows.adapters.drift import (
-    DRIFT,
-    NO_DRIFT,
-    NOT_ENOUGH_DATA,
     DriftInputError,
     DriftReportError,
+    DriftStatus,
     check_drift,
     check_segment_drift,
     entity_frame,
-    performance_decay,
     split_by_segment,
     window_midnights,
 )
+from mlops_flows.logic.decay import performance_decay
 from mlops_flows.settings import MonitoringSettings
 
 COLUMNS = ["amount", "visits", "plan"]
@@ -51,7 +49,7 @@ def settings(**overrides: Any) -> MonitoringSettings:
 
 def test_identical_distributions_do_not_drift() -> None:
     result = check_drift(frame(2000, 1), frame(2000, 2), COLUMNS, CATEGORICAL, settings())
-    assert result.status == NO_DRIFT
+    assert result.status == DriftStatus.NO_DRIFT
     assert not result.drifted
     assert result.drifted_columns == ()
     assert result.drift_share == 0.0
@@ -65,7 +63,7 @@ def test_shifted_number_and_changed_mix_drift_naming_exactly_those_columns(
 ) -> None:
     current = frame(2000, 2, amount_shift=5.0, mix=(0.2, 0.3, 0.5))
     result = check_drift(frame(2000, 1), current, COLUMNS, CATEGORICAL, settings())
-    assert result.status == DRIFT
+    assert result.status == DriftStatus.DRIFT
     assert result.drifted_columns == ("amount", "plan")
     assert result.drift_share == pytest.approx(2 / 3)
     assert not result.scores["visits"].drifted
@@ -80,14 +78,14 @@ def test_drift_share_threshold_decides_the_data_set_verdict() -> None:
     below = check_drift(frame(2000, 1), current, COLUMNS, CATEGORICAL, settings(drift_share=0.5))
     at = check_drift(frame(2000, 1), current, COLUMNS, CATEGORICAL, settings(drift_share=1 / 3))
     assert below.drifted_columns == at.drifted_columns == ("amount",)
-    assert (below.status, at.status) == (NO_DRIFT, DRIFT)
+    assert (below.status, at.status) == (DriftStatus.NO_DRIFT, DriftStatus.DRIFT)
     assert below.threshold == 0.5
 
 
 @pytest.mark.parametrize("rows", [0, 1, 99])
 def test_too_few_current_rows_is_not_enough_data(rows: int, tmp_path: Path) -> None:
     result = check_drift(frame(2000, 1), frame(rows, 2), COLUMNS, CATEGORICAL, settings())
-    assert result.status == NOT_ENOUGH_DATA
+    assert result.status == DriftStatus.NOT_ENOUGH_DATA
     assert not result.drifted
     assert result.drift_share is None
     assert result.scores == {}
@@ -100,7 +98,7 @@ def test_too_few_current_rows_is_not_enough_data(rows: int, tmp_path: Path) -> N
 
 def test_an_empty_frame_without_columns_is_not_enough_data() -> None:
     result = check_drift(frame(2000, 1), pd.DataFrame(), COLUMNS, CATEGORICAL, settings())
-    assert result.status == NOT_ENOUGH_DATA
+    assert result.status == DriftStatus.NOT_ENOUGH_DATA
 
 
 def test_sampling_caps_each_side_and_is_deterministic() -> None:
@@ -151,7 +149,7 @@ def test_rows_and_payload_are_plain_json() -> None:
     assert [row["feature"] for row in rows] == COLUMNS
     assert set(rows[0]) == {"feature", "method", "score", "threshold", "drifted"}
     payload = json.loads(json.dumps(result.to_payload()))
-    assert payload["status"] == NO_DRIFT
+    assert payload["status"] == DriftStatus.NO_DRIFT
     assert payload["scores"]["plan"]["method"] == "jensenshannon"
     assert payload["current_rows"] == 500
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from mlops_flows.ops import stack
+from mlops_flows.ops import servers, supervision
 from mlops_flows.settings import Profile, Settings, TaskRunnerKind
 from tests.support import CHECKOUT, unset
 
@@ -90,9 +90,9 @@ def test_the_stack_refuses_a_missing_or_weak_role_password(
         unset(monkeypatch, variable)
     else:
         monkeypatch.setenv(variable, password)
-    with pytest.raises(stack.StackError, match=variable):
-        stack.role_accounts(Settings())
-    assert set(stack.role_accounts(production)) == {"mlops-governance", "mlops-scoring"}
+    with pytest.raises(supervision.StackError, match=variable):
+        servers.role_accounts(Settings())
+    assert set(servers.role_accounts(production)) == {"mlops-governance", "mlops-scoring"}
 
 
 def test_no_secret_in_dumps_or_repr(production: Settings) -> None:
@@ -106,8 +106,8 @@ def test_the_stack_refuses_a_missing_short_or_default_admin_password(
 ) -> None:
     secret = None if password is None else SecretStr(password)
     settings = Settings(home=tmp_path, mlflow={"admin_password": secret})
-    with pytest.raises(stack.StackError, match="MLOPS_MLFLOW__ADMIN_PASSWORD"):
-        stack.check_admin_password(settings)
+    with pytest.raises(supervision.StackError, match="MLOPS_MLFLOW__ADMIN_PASSWORD"):
+        servers.check_admin_password(settings)
 
 
 @pytest.mark.parametrize(
@@ -118,14 +118,14 @@ def test_the_stack_refuses_a_missing_short_or_default_prefect_login(
 ) -> None:
     secret = None if auth is None else SecretStr(auth)
     settings = Settings(home=tmp_path, prefect={"auth_string": secret})
-    with pytest.raises(stack.StackError, match="MLOPS_PREFECT__AUTH_STRING"):
-        stack.check_prefect_auth(settings)
+    with pytest.raises(supervision.StackError, match="MLOPS_PREFECT__AUTH_STRING"):
+        servers.check_prefect_auth(settings)
 
 
 def test_the_prefect_server_asks_every_call_for_the_login_and_a_csrf_token(
     production: Settings,
 ) -> None:
-    (prefect,) = (launch for launch in stack.launches(production) if launch.name == "prefect")
+    (prefect,) = (launch for launch in servers.launches(production) if launch.name == "prefect")
     assert prefect.environment["PREFECT_SERVER_API_AUTH_STRING"] == f"operator:prefect-{SECRET}"
     assert prefect.environment["PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED"] == "true"
     assert prefect.environment["PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS"] == prefect.url
@@ -134,7 +134,7 @@ def test_the_prefect_server_asks_every_call_for_the_login_and_a_csrf_token(
 def test_servers_bind_loopback_and_keep_secrets_off_the_command_line(
     production: Settings,
 ) -> None:
-    launches = {launch.name: launch for launch in stack.launches(production)}
+    launches = {launch.name: launch for launch in servers.launches(production)}
     assert set(launches) == {"mlflow", "prefect"}
     for launch in launches.values():
         assert launch.argv[launch.argv.index("--host") + 1] == "127.0.0.1"
@@ -148,7 +148,7 @@ def test_servers_bind_loopback_and_keep_secrets_off_the_command_line(
         .environment["PREFECT_API_DATABASE_CONNECTION_URL"]
         .startswith("postgresql+asyncpg://")
     )
-    key = stack.stack_folder(production) / "mlflow-secret-key"
+    key = servers.stack_folder(production) / "mlflow-secret-key"
     assert key.stat().st_mode & 0o777 == 0o600
 
 
@@ -163,9 +163,9 @@ def test_each_server_inherits_only_the_basics_and_its_own_librarys_settings(
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", SECRET)
     monkeypatch.setenv("MLFLOW_GUNICORN_OPTS", "--timeout 9")
     monkeypatch.setenv("COVERAGE_PROCESS_CONFIG", "{}")
-    launches = {launch.name: launch for launch in stack.launches(production)}
+    launches = {launch.name: launch for launch in servers.launches(production)}
     environments = {
-        name: stack.server_environment(launch.library, launch.environment)
+        name: supervision.server_environment(launch.library, launch.environment)
         for name, launch in launches.items()
     }
     for name, environment in environments.items():
@@ -236,10 +236,10 @@ def test_features_env_prints_what_the_feast_cli_needs(production: Settings) -> N
 
 def test_production_decides_and_writes_history_only_with_its_keys(production: Settings) -> None:
     """Each refusal comes before anything changes: the flows call these first."""
-    from mlops_flows.registry import governance, history
+    from mlops_flows.registry import decisions, history
 
-    with pytest.raises(governance.UnauthenticatedDecisionError, match="APPROVERS_FILE"):
-        governance.approvers(production)
+    with pytest.raises(decisions.UnauthenticatedDecisionError, match="APPROVERS_FILE"):
+        decisions.approvers(production)
     with pytest.raises(history.HistoryKeyError, match="SIGNING_KEY_FILE"):
         history.signer(production)
     with pytest.raises(history.HistoryKeyError, match="PUBLIC_KEY"):

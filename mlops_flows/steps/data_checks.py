@@ -9,7 +9,6 @@ from typing import Any
 
 import pandas as pd
 from prefect.artifacts import create_markdown_artifact
-from prefect.events import emit_event
 from prefect.runtime import flow_run
 
 from mlops_flows.adapters import events
@@ -39,10 +38,10 @@ def check_or_stop(
         f"Report: `{report}`. {consequence}",
         description="Failed data checks",
     )
-    emit_event(
-        event=events.DATA_INVALID,
-        resource=events.model_resource(settings.mlflow.model_name),
-        payload={
+    events.emit(
+        events.DATA_INVALID,
+        settings.mlflow.model_name,
+        {
             "suite": result.suite_name,
             "failed": [failure.describe() for failure in result.failed],
             "report": str(report),

@@ -1,0 +1,57 @@
+"""The data the model is built from: the Feast repository and the GX suites."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from mlops_flows.settings.group import Group
+
+
+class FeatureSettings(Group):
+    """Where the Feast repository is and which FeatureService is the model's contract."""
+
+    repo_path: Path = Field(
+        default=Path("features"),
+        description="Folder of the Feast feature repository (holds feature_store.yaml).",
+    )
+    feature_service: str = Field(
+        default="churn_model_v1",
+        description="Versioned Feast FeatureService the model is trained and served with.",
+    )
+    entity_key: str = Field(default="customer_id", description="Join key of the entity.")
+    timestamp_column: str = Field(
+        default="event_timestamp", description="Column holding the label (prediction) time."
+    )
+    label_column: str = Field(default="churned", description="Column holding the 0/1 label.")
+    labels_path: Path | None = Field(
+        default=None,
+        description="Parquet file of labels (entity key, timestamp, label); empty means "
+        "`data/labels.parquet` in the workspace, where `mlops simulate` writes it.",
+    )
+    store_yaml: Path | None = Field(
+        default=None,
+        description="Feast configuration file; empty means `feature_store.yaml` in the "
+        "repository (profile local) or `production/feature_store.yaml` (profile production).",
+    )
+    project: str = Field(
+        default="churn",
+        pattern=r"^[a-zA-Z0-9_]+$",
+        description="Feast project of the production file (the local file names `churn`): "
+        "rows in the SQL registry and keys in Redis are scoped by it.",
+    )
+
+
+class ExpectationSettings(Group):
+    """Great Expectations suites kept as reviewable JSON files."""
+
+    folder: Path = Field(
+        default=Path("expectations"), description="Folder holding the GX suite JSON files."
+    )
+    training_suite: str = Field(
+        default="training_set", description="Suite file (without .json) for training sets."
+    )
+    scoring_suite: str = Field(
+        default="scoring_set", description="Suite file (without .json) for scoring sets."
+    )

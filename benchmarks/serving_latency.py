@@ -56,7 +56,7 @@ def _latencies(client: httpx.Client, path: str, bodies: list[Any]) -> list[float
 
 def measure_serving(workspaces: Workspaces, size: str, folder: Path, requests: int) -> list[Result]:
     """p99 of the project's service against MLflow's scoring server, 1 and 100 entities."""
-    from mlops_flows.adapters import features
+    from mlops_flows.adapters import online_store
 
     workspace = workspaces.get(size)
     settings = workspace.activate()
@@ -64,7 +64,7 @@ def measure_serving(workspaces: Workspaces, size: str, folder: Path, requests: i
         from benchmarks.training_flow import run_flow
 
         run_flow(workspace)
-    features.materialize(
+    online_store.materialize(
         workspace.store, datetime.combine(workspace.spec.end, clock(), UTC) + timedelta(days=1)
     )
     environment = library_environment(workspace.root)

@@ -214,3 +214,87 @@ def promote_for_set_up(client: Any, name: str, version: str, reason: str = "test
         history.Action.PROMOTED, version, "test-set-up", reason, previous, version
     )
     history.append(client, name, entry)
+
+
+# `mlops` in this process, as a terminal shows it: how an expected failure ends for its user.
+
+WIDE_TERMINAL = 10_000  # columns: Rich wraps no line of the CLI's, however long its message
+
+
+@contextmanager
+def _prefect_console_among_the_cli_output() -> Iterator[None]:
+    """Prefect's console handler writes to the stderr of the moment Prefect set up its logging
+    (pytest's), where a terminal shows its lines among the CLI's: send them to the stderr of
+    the moment for the block, so that the runner captures them with the CLI's own."""
+    import io
+    import logging
+    import sys
+
+    class StderrOfTheMoment(io.TextIOBase):
+        """Writes to whatever `sys.stderr` is when written to: in `CliRunner.invoke`, the
+        stream the runner captures."""
+
+        def write(self, text: str) -> int:
+            return sys.stderr.write(text)
+
+        def flush(self) -> None:
+            sys.stderr.flush()
+
+    handlers: list[Any] = [
+        handler
+        for handler in logging.getLogger().handlers
+        if type(handler).__name__ == "PrefectConsoleHandler"
+    ]
+    saved = [(handler, handler.stream, handler.console.file) for handler in handlers]
+    stream = StderrOfTheMoment()
+    for handler in handlers:
+        handler.stream = stream
+        handler.console.file = stream
+    try:
+        yield
+    finally:
+        for handler, old_stream, old_file in saved:
+            handler.stream = old_stream
+            handler.console.file = old_file
+
+
+def run_mlops(*arguments: str) -> Any:
+    """`mlops ARGUMENTS` in this process (typer's CliRunner): its `.output` is what a terminal
+    shows, stdout, stderr and Prefect's console lines in order, no line wrapped. The variables
+    the command exports for its libraries are undone afterwards, as a process's end would."""
+    from typer.testing import CliRunner
+
+    from mlops_flows.cli.app import app
+    from mlops_flows.cli.common import console, output
+
+    # The consoles' width, not COLUMNS: a console takes COLUMNS once, when it is created, and
+    # under pytest-xdist a worker's environment has COLUMNS at import time.
+    with (
+        mock.patch.dict(os.environ),
+        mock.patch.object(console, "_width", WIDE_TERMINAL),
+        mock.patch.object(output, "_width", WIDE_TERMINAL),
+        _prefect_console_among_the_cli_output(),
+    ):
+        return CliRunner().invoke(app, list(arguments))
+
+
+def assert_one_line_failure(result: Any, expected: str, code: int = 1) -> str:
+    """An expected failure as its user sees it (`result` from `run_mlops`): exit `code`, not a
+    crash; no traceback anywhere in the output; and the output ends on the CLI's own one-line
+    error (`error in <step>: ...` or `error: ...`), which the regular expression `expected`
+    matches. That line, for further checks of the message."""
+    import re
+    import traceback
+
+    told: str = result.output
+    if result.exc_info is not None and not isinstance(result.exception, SystemExit):
+        crash = "".join(traceback.format_exception(*result.exc_info))
+        raise AssertionError(f"`mlops` crashed: a bug, not an expected failure\n{crash}{told}")
+    assert result.exit_code == code, told
+    assert "Traceback" not in told, told
+    lines = [line for line in told.splitlines() if line.strip()]
+    assert lines, "`mlops` printed nothing"
+    last = lines[-1]
+    assert last.startswith("error"), f"the output does not end on the CLI's error line:\n{told}"
+    assert re.search(expected, last), f"{expected!r} not in the last line {last!r}:\n{told}"
+    return last

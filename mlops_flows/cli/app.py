@@ -7,26 +7,23 @@ import shlex
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from mlops_flows.cli.common import (
     EXIT_FAILED,
-    EXIT_REJECTED,
     console,
     load_settings,
     quiet_libraries,
     run_step,
 )
 from mlops_flows.cli.governance import app as governance_app
+from mlops_flows.cli.runs import app as runs_app
+from mlops_flows.cli.runs import report_outcome, run_training
 from mlops_flows.examples.churn.scenarios import Scenario
-from mlops_flows.registry import history
 from mlops_flows.settings import Settings
-
-if TYPE_CHECKING:  # the flows import the heavy libraries: imported when a command runs
-    from mlops_flows.steps.training import TrainingOutcome
 
 app = typer.Typer(
     help="MLOps flows: simulate data, manage features, train and govern the churn model.",
@@ -41,7 +38,7 @@ stack_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(stack_app, name="stack")
-app.registered_commands += governance_app.registered_commands
+app.registered_commands += runs_app.registered_commands + governance_app.registered_commands
 
 
 @app.command()
@@ -120,7 +117,7 @@ def features_materialize(
 
 
 def _materialize(settings: Settings, end: datetime | None, full: bool = False) -> None:
-    from mlops_flows.adapters import features
+    from mlops_flows.adapters import features, online_store
     from mlops_flows.logic.times import to_utc
 
     until = to_utc(end) if end else datetime.now(UTC)
@@ -128,12 +125,12 @@ def _materialize(settings: Settings, end: datetime | None, full: bool = False) -
     try:
         reloaded = run_step(
             f"materialize up to {until:%Y-%m-%d %H:%M}",
-            lambda: features.materialize(store, until, full),
+            lambda: online_store.materialize(store, until, full),
         )
     finally:
         features.close_store(store)
     if reloaded:
-        console.print(f"  {features.lost_values_notice(reloaded)}")
+        console.print(f"  {online_store.lost_values_notice(reloaded)}")
 
 
 @features_app.command("env")
@@ -194,61 +191,6 @@ def _print_status(found: list[Any]) -> None:
 
 
 @app.command()
-def train(
-    as_of: Annotated[datetime | None, typer.Option(help="End of the label window.")] = None,
-    window_days: Annotated[int | None, typer.Option(min=14, help="Days of labels.")] = None,
-    holdout_days: Annotated[int | None, typer.Option(min=1, help="Days held out.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed (default from settings).")] = None,
-    reason: Annotated[str, typer.Option(help="Why this run, logged with it.")] = "manual",
-) -> None:
-    """Run the training flow: features, checks, fit, gates, registry."""
-    settings = load_settings(runs_flows=True)
-    outcome = _train(
-        settings,
-        {
-            "as_of": as_of,
-            "window_days": window_days,
-            "holdout_days": holdout_days,
-            "seed": seed,
-            "reason": reason,
-        },
-    )
-    _report_outcome(settings, outcome)
-
-
-def _train(settings: Settings, parameters: dict[str, Any]) -> TrainingOutcome:
-    with quiet_libraries():
-        from mlops_flows.flows.training_flow import TrainingParameters, train_churn_model
-
-        return run_step(
-            "training flow",
-            lambda: train_churn_model(TrainingParameters(**parameters)),
-        )
-
-
-def _report_outcome(
-    settings: Settings, outcome: TrainingOutcome, exit_if_rejected: bool = True
-) -> None:
-    from mlops_flows.steps.training import TrainingStatus
-
-    console.print(f"  model {settings.mlflow.model_name} v{outcome.version}: {outcome.status}")
-    if outcome.status in (TrainingStatus.SUPERSEDED, TrainingStatus.DUPLICATE):
-        console.print(f"[yellow]{outcome.status}[/]: {outcome.gate_summary}")
-    else:
-        console.print(f"  gates: {outcome.gate_summary}")
-    if outcome.status is TrainingStatus.REJECTED:
-        champion = history.version_label(outcome.previous_champion)
-        console.print(f"[yellow]rejected[/]: the champion is unchanged ({champion}).")
-    if outcome.status is TrainingStatus.CHALLENGER:
-        console.print(
-            f"  awaiting approval (policy manual): `mlops approve {outcome.version} --reason ...`"
-            f" or `mlops reject {outcome.version} --reason ...`"
-        )
-    if outcome.status.champion_unchanged and exit_if_rejected:
-        raise typer.Exit(EXIT_REJECTED)
-
-
-@app.command()
 def demo(
     customers: Annotated[int, typer.Option(min=100, help="Number of customers.")] = 3000,
     days: Annotated[int, typer.Option(min=70, help="Days of history.")] = 140,
@@ -275,10 +217,10 @@ def demo(
         _apply(settings)
         _materialize(settings, None)
     today = datetime.now(UTC).replace(hour=23, minute=59, second=0, microsecond=0)
-    first = _train(settings, {"as_of": today - timedelta(days=7), "reason": "demo-baseline"})
-    _report_outcome(settings, first)
-    second = _train(settings, {"as_of": today, "reason": "demo-weekly-retrain"})
-    _report_outcome(settings, second, exit_if_rejected=False)  # a rejection is a result too
+    first = run_training(settings, {"as_of": today - timedelta(days=7), "reason": "demo-baseline"})
+    report_outcome(settings, first)
+    second = run_training(settings, {"as_of": today, "reason": "demo-weekly-retrain"})
+    report_outcome(settings, second, exit_if_rejected=False)  # a rejection is a result too
     mlflow = Path(sys.executable).with_name("mlflow")
     console.print(
         "\n[bold]Where to look[/]\n"

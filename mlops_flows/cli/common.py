@@ -119,7 +119,11 @@ def run_step(step: str, action: Callable[[], T]) -> T:
         message = expected_failure(error)
         if message is None:
             raise
-        console.print(f"[red]error[/] in {step}: {escape(message)}")
+        # The details first, the one line that names the problem last: where the eye lands.
+        headline, *details = message.strip().splitlines()
+        for line in details:
+            console.print(f"  {escape(line.strip())}")
+        console.print(f"[red]error[/] in {step}: {escape(headline)}")
         raise typer.Exit(EXIT_FAILED) from None
     console.print(f"[green]done[/] {step} ({time.perf_counter() - started:.1f} s)")
     return result

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from mlops_flows.adapters import features
+from mlops_flows.adapters import features, online_store
 from mlops_flows.examples.churn.scenarios import Scenario
 from mlops_flows.examples.churn.simulate import SimulationSpec, simulate
 from mlops_flows.logic import training
@@ -65,7 +65,7 @@ def run_loop(settings: Settings, customers: int, say: Callable[[str], None]) -> 
     simulate(spec).write(Workspace(settings.home_resolved).ensure().data)
     store = features.open_store(settings.features.repo_path)
     features.apply_repository(store, settings.features.repo_path)
-    features.materialize(store, datetime.now(UTC))
+    online_store.materialize(store, datetime.now(UTC))
     drift_start = spec.day_timestamp(DRIFT_DAY)
     say(f"simulated {DAYS} days; the churn mechanism changes on {drift_start:%Y-%m-%d}")
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
 
-from mlops_flows.adapters import features
+from mlops_flows.adapters import features, online_store
 from mlops_flows.logic.times import to_utc
 from mlops_flows.steps.start import start
 
@@ -18,8 +18,8 @@ def materialize_features(end: datetime | None = None, full: bool = False) -> str
     settings = start().settings
     until = to_utc(end) if end else datetime.now(UTC)
     store = features.open_store(settings.features.repo_path)
-    reloaded = features.materialize(store, until, full)
+    reloaded = online_store.materialize(store, until, full)
     if reloaded:
-        get_run_logger().warning(features.lost_values_notice(reloaded))
+        get_run_logger().warning(online_store.lost_values_notice(reloaded))
     get_run_logger().info("Online store loaded up to %s", until.isoformat())
     return until.isoformat()

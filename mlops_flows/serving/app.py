@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from threadpoolctl import ThreadpoolController
 
-from mlops_flows.adapters import features
+from mlops_flows.adapters import features, online_store
 from mlops_flows.errors import MlopsError
 from mlops_flows.logic import training
 from mlops_flows.ops.workspace import Workspace
@@ -80,7 +80,7 @@ class ScoringService:
             for projection in self.feature_service.feature_view_projections
             for feature in projection.features
         ]
-        self.stored_features = features.stored_feature_names(self.store, self.feature_service)
+        self.stored_features = online_store.stored_feature_names(self.store, self.feature_service)
         self.served = self._load(version)
         self._threads = ThreadpoolController()  # after the model: it finds the loaded OpenMP
         folder = Workspace(settings.home_resolved).predictions
@@ -99,7 +99,7 @@ class ScoringService:
         response = self.store.get_online_features(
             features=self.feature_service, entity_rows=[{key: i} for i in customer_ids]
         )
-        stored = features.stored_values(response, self.stored_features)
+        stored = online_store.stored_values(response, self.stored_features)
         online = response.to_df()
         try:
             frame = scoring.model_input(online, key, served.feature_names, stored)

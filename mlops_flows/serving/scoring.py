@@ -119,7 +119,7 @@ def model_input(
 ) -> pd.DataFrame:
     """The online rows the model reads; an error naming ids with every feature null, else
     ids with some null (training sets never hold nulls: the suites refuse them). `stored`
-    (`features.stored_values`) tells a null stored from the source from a value never stored,
+    (`online_store.stored_values`) tells a null stored from the source from a value never stored,
     for the columns it has (computed ones follow their inputs)."""
     names = list(feature_names)
     missing = online[names].isna()

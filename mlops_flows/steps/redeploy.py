@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from prefect import get_run_logger
 from pydantic import Field
 
-from mlops_flows.adapters import batch_scoring, events, features
+from mlops_flows.adapters import batch_scoring, events, features, online_store
 from mlops_flows.errors import MlopsError
 from mlops_flows.logic import training
 from mlops_flows.logic.redeploy import (
@@ -108,9 +108,9 @@ def check_parameters(settings: Settings, parameters: RedeployParameters) -> None
 def materialize_online_store(settings: Settings) -> datetime:
     """Load the online store up to now; return the time it is loaded to."""
     end = datetime.now(UTC)
-    reloaded = features.materialize(features.open_store(settings.features.repo_path), end)
+    reloaded = online_store.materialize(features.open_store(settings.features.repo_path), end)
     if reloaded:
-        get_run_logger().warning(features.lost_values_notice(reloaded))
+        get_run_logger().warning(online_store.lost_values_notice(reloaded))
     get_run_logger().info("Online store materialized up to %s", end.isoformat())
     return end
 

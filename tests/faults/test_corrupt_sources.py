@@ -2,7 +2,8 @@
 
 Each run must stop with an error naming the file (not a pyarrow traceback), register nothing,
 write no predictions and leave the champion, the Feast registry and the online store as they
-were. The file's exact bytes are put back afterwards.
+were. The file's exact bytes are put back afterwards. Training goes through `mlops train`,
+which must end on its one error line, with no traceback; batch scoring has no command.
 """
 
 from __future__ import annotations
@@ -12,13 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from mlops_flows.adapters.features import FeatureRepoError, LabelsError
 from mlops_flows.examples.churn.simulate import ACTIVITY_FILE, LABELS_FILE, PROFILE_FILE
-from mlops_flows.flows.batch_scoring_flow import BatchScoringParameters, score_batch
-from mlops_flows.flows.training_flow import TrainingParameters, train_churn_model
 from mlops_flows.ops.workspace import Workspace
 from mlops_flows.settings import Settings
-from tests.support import END_OF_DATA, snapshot
+from tests.support import END_OF_DATA, assert_one_line_failure, run_mlops, snapshot
 
 pytestmark = [pytest.mark.faults, pytest.mark.usefixtures("prefect_server")]
 
@@ -72,9 +70,8 @@ def test_training_on_a_broken_source_names_the_file(
     corruption: Callable[[bytes], bytes],
 ) -> None:
     path = corrupt(ACTIVITY_FILE, corruption)
-    with pytest.raises(FeatureRepoError) as raised:
-        train_churn_model(TrainingParameters(reason="test-corrupt-source"))
-    message = str(raised.value)
+    result = run_mlops("train", "--reason", "test-corrupt-source")
+    message = assert_one_line_failure(result, r"^error in training flow: Source file ")
     assert f"Source file {path} of feature view 'customer_activity' is not readable parquet" in (
         message
     )
@@ -87,9 +84,8 @@ def test_training_on_broken_labels_names_the_file(
     corruption: Callable[[bytes], bytes],
 ) -> None:
     path = corrupt(LABELS_FILE, corruption)
-    with pytest.raises(LabelsError) as raised:
-        train_churn_model(TrainingParameters(reason="test-corrupt-labels"))
-    message = str(raised.value)
+    result = run_mlops("train", "--reason", "test-corrupt-labels")
+    message = assert_one_line_failure(result, r"^error in training flow: Label file ")
     assert f"Label file {path} is not readable parquet (ArrowInvalid" in message
     assert "write it again" in message
 
@@ -99,7 +95,7 @@ def test_batch_scoring_on_a_broken_source_names_the_file(
     corrupt: Callable[[str, Callable[[bytes], bytes]], Path], name: str
 ) -> None:
     path = corrupt(name, truncate)
-    with pytest.raises(FeatureRepoError) as raised:
-        score_batch(BatchScoringParameters(as_of=END_OF_DATA))
-    assert f"Source file {path} of feature view" in str(raised.value)
-    assert "is not readable parquet" in str(raised.value)
+    result = run_mlops("score", "--as-of", END_OF_DATA.isoformat())
+    told = assert_one_line_failure(result, r"^error in batch scoring flow: ")
+    assert f"Source file {path} of feature view" in told
+    assert "is not readable parquet" in told

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlops_flows.adapters import features
+from mlops_flows.adapters import features, online_store
 from mlops_flows.serving.contract import HEALTH, PREDICT, RELOAD, PredictResponse
 from mlops_flows.serving.runner import running_service
 from tests.support import END_OF_DATA, use_workspace
@@ -57,7 +57,7 @@ def client(
     shutil.copytree(champion_home[0], home)
     with pytest.MonkeyPatch.context() as patch:
         copy = use_workspace(patch, home)
-        features.materialize(features.open_store(copy.features.repo_path), END_OF_DATA)
+        online_store.materialize(features.open_store(copy.features.repo_path), END_OF_DATA)
         with running_service(copy) as url, httpx.Client(base_url=url, timeout=60) as http:
             yield http
             assert http.get(HEALTH).status_code == 200

@@ -17,9 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from mlops_flows.adapters import events, features
+from mlops_flows.adapters import events, features, online_store
 from mlops_flows.examples.churn.simulate import SimulationSpec
-from mlops_flows.flows.redeploy_flow import RedeployFailedError, RedeployParameters, redeploy
 from mlops_flows.logic.redeploy import sample_customers
 from mlops_flows.ops.workspace import Workspace
 from mlops_flows.registry import versions as registry
@@ -28,7 +27,9 @@ from mlops_flows.serving.runner import running_service
 from mlops_flows.settings import Settings
 from tests.support import (
     SMALL,
+    assert_one_line_failure,
     promote_for_set_up,
+    run_mlops,
     seed_workspace,
     use_workspace,
     wait_for_event,
@@ -56,7 +57,9 @@ def home(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> Path
             TrainingParameters(as_of=last_label - timedelta(days=7), reason="test-first")
         )
         second = train_churn_model(TrainingParameters(reason="test-second"))
-        features.materialize(features.open_store(settings.features.repo_path), datetime.now(UTC))
+        online_store.materialize(
+            features.open_store(settings.features.repo_path), datetime.now(UTC)
+        )
     assert (first.version, second.version) == (V1, V2)
     assert second.status == "champion", second.gate_summary
     return home
@@ -145,9 +148,9 @@ def test_redeploy_of_a_version_that_fails_to_load_rolls_back(
         assert served(url) == V1
         promote_for_set_up(_client(settings), "churn", V2, "gates passed")
         corrupt_model(V2)
-        with pytest.raises(RedeployFailedError) as raised:
-            redeploy(RedeployParameters(version=V2, previous_version=V1))
-        message = str(raised.value)
+        result = run_mlops("redeploy", V2, "--previous", V1)
+        assert_one_line_failure(result, r"^error in redeploy flow: ")
+        message = result.output
         print(f"\nredeploy of an unloadable version: {message}")
         assert "answered 409: " in message
         assert "Model churn v2 changed since it was registered" in message
@@ -278,9 +281,9 @@ def test_redeploy_detects_missing_online_rows_and_rolls_back(
         promote_for_set_up(_client(settings), "churn", V2, "gates passed")
         # A partial materialization: the activity view lost the smoke sample's rows.
         assert damage_online_rows("customer_activity", SMOKE_SAMPLE[:5]) > 0
-        with pytest.raises(RedeployFailedError) as raised:
-            redeploy(RedeployParameters(version=V2, previous_version=V1))
-        message = str(raised.value)
+        result = run_mlops("redeploy", V2, "--previous", V1)
+        assert_one_line_failure(result, r"^error in redeploy flow: ")
+        message = result.output
         print(f"\nredeploy with missing online rows: {message}")
         assert "answered 404" in message
         assert "are incomplete (missing: " in message
@@ -302,9 +305,9 @@ def test_online_features_that_disagree_with_offline_fail_the_skew_check_and_roll
             "customer_activity", SMOKE_SAMPLE, changed_feature="days_since_last_login"
         )
         assert changed > 0
-        with pytest.raises(RedeployFailedError) as raised:
-            redeploy(RedeployParameters(version=V2, previous_version=V1))
-        message = str(raised.value)
+        result = run_mlops("redeploy", V2, "--previous", V1)
+        assert_one_line_failure(result, r"^error in redeploy flow: ")
+        message = result.output
         assert "online and offline scores differ for " in message
         assert "champion moved back from v2 to v1; the service now serves v1" in message
         assert served(url) == V1

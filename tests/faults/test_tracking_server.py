@@ -2,7 +2,8 @@
 
 A real `mlflow server` (SQLite backend, artifacts proxied) on a free loopback port; the
 training flow runs against it under the Prefect test server. Either way the run must fail
-within 15 s naming the server, register nothing, and leave `champion` where it was.
+within 15 s naming the server, register nothing, and leave `champion` where it was. The
+failing runs go through `mlops train`, which must end on its one error line, no traceback.
 """
 
 from __future__ import annotations
@@ -15,12 +16,11 @@ from typing import Any
 import pytest
 
 from mlops_flows.adapters import tracking
-from mlops_flows.adapters.tracking import TrackingServerDownError
 from mlops_flows.flows.training_flow import TrainingParameters, train_churn_model
 from mlops_flows.registry.versions import CHAMPION
 from mlops_flows.settings import Settings
 from tests.faults.mlflow_server import MlflowServer
-from tests.support import seed_workspace, use_workspace
+from tests.support import assert_one_line_failure, run_mlops, seed_workspace, use_workspace
 
 pytestmark = [pytest.mark.faults, pytest.mark.usefixtures("prefect_server")]
 
@@ -68,9 +68,12 @@ def registry_state(tracking_uri: str) -> dict[str, Any]:
 _SEEDS = itertools.count(1)
 
 
-def _train() -> None:
-    """Each call another request (another seed): the same request again trains nothing."""
-    train_churn_model(TrainingParameters(reason="test-tracking-fault", seed=next(_SEEDS)))
+def _train_fails() -> str:
+    """`mlops train` ends on its one error line, no traceback; that line. Each call another
+    request (another seed): the same request again trains nothing."""
+    seed = str(next(_SEEDS))
+    result = run_mlops("train", "--seed", seed, "--reason", "test-tracking-fault")
+    return assert_one_line_failure(result, r"^error in training flow: MLflow tracking server ")
 
 
 def test_server_killed_mid_run_fails_fast_and_registers_nothing(
@@ -92,11 +95,9 @@ def test_server_killed_mid_run_fails_fast_and_registers_nothing(
 
     monkeypatch.setattr(tracking, "_log_reference", kill_then_log)
     try:
-        with pytest.raises(TrackingServerDownError) as raised:
-            _train()
+        message = _train_fails()
         elapsed = time.monotonic() - killed_at[0]
-        print(f"\nserver killed mid-run: failed {elapsed:.2f} s after the kill: {raised.value}")
-        message = str(raised.value)
+        print(f"\nserver killed mid-run: failed {elapsed:.2f} s after the kill: {message}")
         assert f"MLflow tracking server {server.uri} stopped answering while logging run " in (
             message
         )
@@ -170,11 +171,9 @@ def test_server_killed_after_the_training_set_is_built_registers_nothing(
 
     hooked = training_flow.build_training_set.with_options(on_completion=[kill])
     monkeypatch.setattr(training_flow, "build_training_set", hooked)
-    with pytest.raises(TrackingServerDownError) as raised:
-        _train()
+    message = _train_fails()
     elapsed = time.monotonic() - killed_at[0]
-    print(f"\nserver killed after the training set: failed {elapsed:.2f} s later: {raised.value}")
-    message = str(raised.value)
+    print(f"\nserver killed after the training set: failed {elapsed:.2f} s later: {message}")
     assert f"MLflow tracking server {server.uri} stopped answering while looking for" in message
     assert "Nothing was trained or registered" in message
     assert "mlflow server --backend-store-uri" in message
@@ -190,11 +189,9 @@ def test_server_down_before_the_run_fails_fast_naming_the_server(
     server.stop()  # a clean stop, if the previous test left it running
     before = registry_state(f"sqlite:///{server.database}")
     started = time.monotonic()
-    with pytest.raises(TrackingServerDownError) as raised:
-        _train()
+    message = _train_fails()
     elapsed = time.monotonic() - started
-    print(f"\nserver down before the run: failed after {elapsed:.2f} s: {raised.value}")
-    message = str(raised.value)
+    print(f"\nserver down before the run: failed after {elapsed:.2f} s: {message}")
     assert f"MLflow tracking server {server.uri} is not reachable" in message
     assert "nothing was trained or logged" in message
     assert "mlflow server --backend-store-uri" in message

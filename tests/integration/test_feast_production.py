@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from mlops_flows.adapters import features
+from mlops_flows.adapters import features, online_store
 from mlops_flows.cli.app import app
 from mlops_flows.examples.churn.simulate import PROFILE_FILE, simulate
 from mlops_flows.ops import databases
@@ -50,7 +50,7 @@ def test_apply_materialize_and_read_online(resources: ProductionResources) -> No
     assert store.config.offline_store.type == "duckdb"
     assert store.project == resources.project
     features.apply_repository(store, repo)
-    features.materialize(store, END_OF_DATA)
+    online_store.materialize(store, END_OF_DATA)
 
     # Another process's view: a new store reads the definitions from PostgreSQL.
     fresh = features.open_store(repo, settings.feature_store_yaml)
@@ -80,7 +80,7 @@ def test_apply_materialize_and_read_online(resources: ProductionResources) -> No
     try:
         keys = list(client.scan_iter(match=f"*{resources.project}", count=1000))
         assert len(keys) == SMALL.customers
-        assert features.materialize(store, END_OF_DATA + timedelta(hours=1)) == []
+        assert online_store.materialize(store, END_OF_DATA + timedelta(hours=1)) == []
 
         # What a Redis restarted without persistence leaves: nothing. The next incremental
         # run would load only the last hour; the read-back sees the loss, reloads, and the

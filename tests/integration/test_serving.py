@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 from pydantic import SecretStr
 
-from mlops_flows.adapters import features
+from mlops_flows.adapters import features, online_store
 from mlops_flows.logic import training
 from mlops_flows.ops.workspace import Workspace
 from mlops_flows.registry import history
@@ -81,7 +81,7 @@ def settings(
         shutil.copytree(shared_home, home)
         patch.setenv("MLOPS_SERVING__ALIAS_POLL_SECONDS", "0.2")
         copy = use_workspace(patch, home)
-        features.materialize(features.open_store(copy.features.repo_path), END_OF_DATA)
+        online_store.materialize(features.open_store(copy.features.repo_path), END_OF_DATA)
         yield copy
     assert snapshot(shared) == before, "the serving tests changed the shared champion workspace"
 

@@ -192,7 +192,7 @@ def test_other_unexpected_errors_keep_their_traceback() -> None:
 def test_a_rejected_first_version_says_there_is_no_champion() -> None:
     import typer
 
-    from mlops_flows.cli import app as cli
+    from mlops_flows.cli import runs as cli
     from mlops_flows.cli.common import console
     from mlops_flows.steps.training import TrainingOutcome, TrainingStatus
 
@@ -201,6 +201,6 @@ def test_a_rejected_first_version_says_there_is_no_champion() -> None:
     )
     settings = Settings()
     with console.capture() as captured, pytest.raises(typer.Exit):
-        cli._report_outcome(settings, outcome)
+        cli.report_outcome(settings, outcome)
     assert "the champion is unchanged (none)" in captured.get()
     assert "vnone" not in captured.get()

@@ -23,9 +23,9 @@ from mlops_flows.adapters.features import (
     apply_repository,
     build_training_set,
     get_feature_service,
-    materialize,
     open_store,
 )
+from mlops_flows.adapters.online_store import materialize
 from mlops_flows.examples.churn.simulate import (
     ACTIVITY_FILE,
     PROFILE_FILE,

@@ -88,7 +88,7 @@ def population_source(store: FeatureStore, view_name: str) -> tuple[Path, str]:
             f"Feature view '{view_name}' does not read a file source ({type(source).__name__}); "
             "the population is read from a parquet file."
         )
-    return Path(source.path), str(source.timestamp_field)
+    return features.source_path(store, source), str(source.timestamp_field)
 
 
 def read_population(

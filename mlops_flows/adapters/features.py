@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -66,7 +67,7 @@ def open_store(repo_path: Path, store_yaml: Path | None = None) -> FeatureStore:
             "not set. `mlops` sets them from the MLOPS_* settings (MLOPS_PROFILE=production); "
             'for the Feast CLI, `eval "$(mlops features env)"` first.'
         )
-    return FeatureStore(repo_path=str(repo_path), fs_yaml_file=config)
+    return FeatureStore(repo_path=str(repo_path.resolve()), fs_yaml_file=config)
 
 
 def apply_repository(store: FeatureStore, repo_path: Path) -> list[str]:
@@ -172,7 +173,7 @@ def check_sources(store: FeatureStore, service: FeatureService) -> None:
         if view is None or not isinstance(view.batch_source, FileSource):
             continue
         source = view.batch_source
-        path = Path(source.path)
+        path = source_path(store, source)
         if not path.is_file():
             raise FeatureRepoError(
                 f"Source '{source.name}' of feature view '{view.name}' reads {path}, which does "
@@ -249,9 +250,10 @@ def retrieve(
 ) -> pd.DataFrame:
     """Point-in-time features of every entity row: all rows kept, in (timestamp, key) order,
     the entity frame's columns first, then the service's features."""
-    frame: pd.DataFrame = store.get_historical_features(
-        entity_df=entities, features=service
-    ).to_df()
+    with relative_sources_readable(store):
+        frame: pd.DataFrame = store.get_historical_features(
+            entity_df=entities, features=service
+        ).to_df()
     frame[timestamp] = pd.to_datetime(frame[timestamp], utc=True).astype("datetime64[ns, UTC]")
     if len(frame) != len(entities):
         raise FeatureRepoError(
@@ -266,12 +268,37 @@ def retrieve(
 def build_training_set(
     store: FeatureStore, service: FeatureService, labels: pd.DataFrame, keys: TrainingSetKeys
 ) -> pd.DataFrame:
-    """Point-in-time join of the service's features onto every label row, in key order."""
-    entities = labels[[keys.entity_key, keys.timestamp, keys.label]]
+    """Point-in-time join of the service's features onto every label row, in key order. The
+    label file's request-time columns (what the service's on-demand views take from a request)
+    go to Feast with the rows; the training set holds the features they computed."""
+    requested = request_fields(store, service)
+    absent = [name for name in requested if name not in labels.columns]
+    if absent:
+        raise LabelsError(
+            f"The FeatureService '{service.name}' computes features from request-time value(s) "
+            f"{', '.join(absent)}, which the label file lacks (its columns: "
+            f"{', '.join(map(str, labels.columns))}). Add them to each label row: the values a "
+            "request carried at that time."
+        )
+    entities = labels[[keys.entity_key, keys.timestamp, keys.label, *requested]]
     check_key_type(store, entities)
     frame = retrieve(store, service, entities, keys.entity_key, keys.timestamp)
     _check_feature_coverage(frame, store, service, keys)
-    return frame
+    return frame.drop(columns=requested)
+
+
+def request_fields(store: FeatureStore, service: FeatureService) -> list[str]:
+    """The fields the service's on-demand views read from the request, not from a view."""
+    on_demand = {view.name: view for view in store.list_on_demand_feature_views()}
+    return sorted(
+        {
+            field.name
+            for projection in service.feature_view_projections
+            if projection.name in on_demand
+            for request in on_demand[projection.name].source_request_sources.values()
+            for field in request.schema
+        }
+    )
 
 
 def _check_feature_coverage(
@@ -286,17 +313,17 @@ def _check_feature_coverage(
         uncovered = frame[frame[names].isna().all(axis=1)]
         if not uncovered.empty:
             first = uncovered.iloc[0]
-            ttl = view.ttl
+            why = _why_uncovered(store, view, uncovered[keys.timestamp])
             raise LabelsError(
                 f"{len(uncovered)} of {len(frame)} label rows have no '{view.name}' features "
-                f"within its TTL of {ttl} (first: {keys.entity_key}={first[keys.entity_key]} at "
-                f"{first[keys.timestamp]}). {_why_uncovered(view, uncovered[keys.timestamp])}"
+                f"within its TTL of {view.ttl} (first: {keys.entity_key}={first[keys.entity_key]} "
+                f"at {first[keys.timestamp]}). {why}"
                 "Labels need feature rows for the same entity no older than the TTL: check the "
                 "label window and the source files."
             )
 
 
-def _why_uncovered(view: Any, stamps: pd.Series) -> str:
+def _why_uncovered(store: FeatureStore, view: Any, stamps: pd.Series) -> str:
     """What the view's source file says about label rows it does not cover: empty, too old
     for them, or the labels dated after the present. Empty for sources that are not files."""
     from feast import FileSource
@@ -306,15 +333,16 @@ def _why_uncovered(view: Any, stamps: pd.Series) -> str:
     if future:
         notes.append(f"{future} of them are dated in the future (check their timestamps).")
     source = view.batch_source
-    if isinstance(source, FileSource) and Path(source.path).is_file():
-        column = pd.read_parquet(source.path, columns=[source.timestamp_field])
+    path = source_path(store, source) if isinstance(source, FileSource) else None
+    if path is not None and path.is_file():
+        column = pd.read_parquet(path, columns=[source.timestamp_field])
         times = pd.to_datetime(column[source.timestamp_field], utc=True)
         if times.empty:
-            notes.append(f"Its source {source.path} has no rows.")
+            notes.append(f"Its source {path} has no rows.")
         elif times.max() < stamps.min() - view_ttl(view):
             age = stamps.min() - times.max()
             notes.append(
-                f"The newest row of its source {source.path} is from {times.max()}, "
+                f"The newest row of its source {path} is from {times.max()}, "
                 f"{age.days} days before the first of them: the source is stale."
             )
     return " ".join(notes) + (" " if notes else "")
@@ -365,3 +393,25 @@ def entity_rows_digest(frame: pd.DataFrame, keys: TrainingSetKeys) -> str:
 def view_ttl(view: Any) -> timedelta:
     """How far back the view's values count (a year for a view without a TTL)."""
     return view.ttl or timedelta(days=365)
+
+
+def source_path(store: FeatureStore, source: Any) -> Path:
+    """The file a file source reads, resolved as Feast resolves it: a relative path is relative
+    to the repository, not to the folder a command runs in."""
+    from feast.infra.offline_stores.file_source import FileSource
+
+    return Path(FileSource.get_uri_for_file_path(store.repo_path, source.path))
+
+
+def relative_sources_readable(store: FeatureStore) -> contextlib.AbstractContextManager[Any]:
+    """Feast's DuckDB store reads a file source's relative path against the working folder
+    (in retrieval and materialization), where Feast's own file handling, and this project,
+    read it against the repository: when a source is relative, Feast runs in the repository's
+    folder for the block."""
+    from feast import FileSource
+
+    relative = any(
+        isinstance(view.batch_source, FileSource) and not Path(view.batch_source.path).is_absolute()
+        for view in store.list_feature_views()
+    )
+    return contextlib.chdir(store.repo_path) if relative else contextlib.nullcontext()

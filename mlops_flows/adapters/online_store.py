@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from mlops_flows.adapters.features import view_ttl
+from mlops_flows.adapters.features import relative_sources_readable, source_path, view_ttl
 from mlops_flows.errors import MlopsError
 
 if TYPE_CHECKING:
@@ -28,6 +28,11 @@ def materialize(store: FeatureStore, end: datetime, full: bool = False) -> list[
     Then a seeded sample of each view's recent entities is read back. An online store that
     lost values an earlier run loaded (a Redis restarted without persistence, a flushed
     cache) gets those views reloaded in full; the names of the views reloaded so."""
+    with relative_sources_readable(store):
+        return _materialize(store, end, full)
+
+
+def _materialize(store: FeatureStore, end: datetime, full: bool) -> list[str]:
     views = [view for view in store.list_feature_views() if view.online]
     for view in views:
         if full or not view.materialization_intervals:
@@ -70,7 +75,9 @@ def _entities_not_found(store: FeatureStore, view: Any, end: datetime) -> list[i
     if not isinstance(source, FileSource) or len(view.join_keys) != 1 or not view.features:
         return []
     (key,) = view.join_keys
-    rows = pq.read_table(source.path, columns=[key, source.timestamp_field]).to_pandas()
+    rows = pq.read_table(
+        source_path(store, source), columns=[key, source.timestamp_field]
+    ).to_pandas()
     stamps = pd.to_datetime(rows[source.timestamp_field], utc=True)
     # A day inside the window at each end: no entity at the edge of what Feast loads.
     end_stamp = pd.Timestamp(end)

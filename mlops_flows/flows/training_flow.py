@@ -61,6 +61,7 @@ def _train_and_register(
     model_parameters = steps.model_parameters(settings, parameters)
     training_set = build_training_set(settings, parameters)
     validation = validate_training_set(settings, training_set)
+    training.check_trainable(training_set.frame, keys, settings.gates.slice_columns)
     split = training.split_by_time(
         training_set.frame, keys, parameters.holdout_days or settings.training.holdout_days
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,49 @@ class TimeSplit:
 def feature_columns(frame: pd.DataFrame, keys: TrainingSetKeys) -> list[str]:
     """Every column that is neither key, timestamp nor label."""
     return [c for c in frame.columns if c not in (keys.entity_key, keys.timestamp, keys.label)]
+
+
+def check_trainable(
+    frame: pd.DataFrame, keys: TrainingSetKeys, slice_columns: Sequence[str]
+) -> None:
+    """Before any fit: every feature holds numbers, text or booleans (not lists, maps,
+    structs or objects the estimator cannot take), and every slice column is there. Each
+    problem names all its columns at once."""
+    unusable = [
+        f"{column} ({_kind(frame[column])})"
+        for column in feature_columns(frame, keys)
+        if _kind(frame[column]) is not None
+    ]
+    if unusable:
+        raise TrainingDataError(
+            f"Feature(s) {', '.join(unusable)} are not numbers, text or booleans: the "
+            "estimator cannot take them. Drop them from the FeatureService, or turn them into "
+            "columns of their own (an on-demand feature view)."
+        )
+    missing = [column for column in slice_columns if column not in frame.columns]
+    if missing:
+        raise TrainingDataError(
+            f"Slice column(s) {', '.join(missing)} (MLOPS_GATES__SLICE_COLUMNS) are not in the "
+            f"training set, whose columns are {', '.join(map(str, frame.columns))}. Name "
+            "columns it has, e.g. MLOPS_GATES__SLICE_COLUMNS='[\"region\"]', or '[]' for "
+            "no slices."
+        )
+
+
+def _kind(column: pd.Series) -> str | None:
+    """What a column holds when the estimator cannot take it (None when it can): judged by
+    its dtype, or for Python objects by a sample of its values."""
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return None
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return None
+    if pd.api.types.is_string_dtype(column) and not pd.api.types.is_object_dtype(column):
+        return None
+    if not pd.api.types.is_object_dtype(column):
+        return str(column.dtype)
+    values = column.dropna().head(1000)
+    odd = sorted({type(value).__name__ for value in values if not isinstance(value, str)})
+    return ", ".join(odd) if odd else None
 
 
 def split_by_time(frame: pd.DataFrame, keys: TrainingSetKeys, holdout_days: int) -> TimeSplit:

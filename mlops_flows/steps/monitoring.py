@@ -186,7 +186,9 @@ def _observed_span(
         if view is None or not isinstance(view.batch_source, FileSource):
             continue
         source = view.batch_source
-        column = pq.read_table(source.path, columns=[source.timestamp_field]).column(0)
+        column = pq.read_table(
+            features.source_path(store, source), columns=[source.timestamp_field]
+        ).column(0)
         bounds = pc.min_max(column)
         for bound in ("min", "max"):
             value = bounds[bound].as_py()

@@ -17,6 +17,7 @@ from mlops_flows.logic.keys import TrainingSetKeys
 from mlops_flows.logic.training import (
     ModelParameters,
     TrainingDataError,
+    check_trainable,
     feature_columns,
     fit_model,
     known_categories,
@@ -236,3 +237,40 @@ def test_known_categories_are_what_each_encoder_saw_in_training(model: Pipeline)
     assert feature_shares(records, "unseen_categories") == {"plan": 0.5}
     assert feature_shares(records, "missing_features") == {}
     assert feature_shares([], "unseen_categories") == {}
+
+
+def _labelled(**features: list[object]) -> pd.DataFrame:
+    rows = len(next(iter(features.values())))
+    return pd.DataFrame(
+        {
+            KEYS.entity_key: range(rows),
+            KEYS.timestamp: pd.Timestamp("2026-06-01", tz="UTC"),
+            KEYS.label: [0, 1] * (rows // 2),
+            **features,
+        }
+    )
+
+
+def test_numbers_text_booleans_and_categories_are_trainable() -> None:
+    frame = _labelled(
+        amount=[1.5, 2.0], visits=[1, 2], plan=["a", "b"], active=[True, False]
+    ).assign(region=lambda f: f["plan"].astype("category"))
+    check_trainable(frame, KEYS, ("plan", "region"))
+
+
+def test_lists_maps_and_structs_are_refused_before_any_fit_naming_each() -> None:
+    frame = _labelled(amount=[1.5, 2.0], tags=[["x"], ["y", "z"]], attributes=[{"k": 1}, None])
+    with pytest.raises(TrainingDataError) as raised:
+        check_trainable(frame, KEYS, ())
+    message = str(raised.value)
+    assert "tags (list), attributes (dict) are not numbers, text or booleans" in message
+    assert "amount" not in message
+
+
+def test_slice_columns_the_training_set_lacks_are_named_with_the_setting() -> None:
+    frame = _labelled(amount=[1.5, 2.0], region=["n", "s"])
+    with pytest.raises(TrainingDataError) as raised:
+        check_trainable(frame, KEYS, ("plan", "region", "tier"))
+    message = str(raised.value)
+    assert message.startswith("Slice column(s) plan, tier (MLOPS_GATES__SLICE_COLUMNS)")
+    assert "whose columns are customer_id, event_timestamp, churned, amount, region" in message

@@ -18,7 +18,6 @@ class Started:
     """What a flow run starts with."""
 
     settings: Settings
-    workspace: Workspace
     experiment_id: str  # empty unless the flow asked for the MLflow experiment
 
 
@@ -37,7 +36,7 @@ def start(experiment: bool = False, signs: bool = False) -> Started:
         experiment_id = tracking.connect(
             settings.tracking_uri, settings.mlflow.experiment, workspace.mlflow_artifacts
         )
-    return Started(settings, workspace, experiment_id)
+    return Started(settings, experiment_id)
 
 
 def ended(outcome: T, name: str, message: str) -> T:

@@ -2,4 +2,6 @@
 
 Parts, top to bottom (a part imports only the parts below it; `lint-imports` checks it):
 `cli`, `examples`, `flows`, `steps`, `serving`, `registry`, `adapters`, `logic`, `ops`,
-`settings`, `vocabulary`, `errors`."""
+`settings`, `vocabulary`, `errors`. `lazy_checks` is imported first, before any of them."""
+
+from mlops_flows import lazy_checks as lazy_checks

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -131,19 +132,42 @@ def _write_prediction_log(settings: Settings, version: str, scores: np.ndarray) 
     (folder / f"predictions-{scored_at:%Y-%m-%d}.jsonl").write_text("\n".join(lines) + "\n")
 
 
+@dataclass(frozen=True)
+class CovariateRun:
+    """The covariate workspace's one monitoring run on threads, with the event it emitted."""
+
+    version: str
+    outcome: MonitoringOutcome
+    event: Any
+
+
+@pytest.fixture(scope="module")
+def covariate_run(covariate_home: Path) -> CovariateRun:
+    """A prediction log served far above the model's scores, then the monitoring run (shared by
+    the covariate test and the Dask comparison: one run of the flow on threads, not two)."""
+    from mlflow import MlflowClient
+
+    with pytest.MonkeyPatch.context() as patch:
+        settings = use_workspace(patch, covariate_home)
+        version = str(
+            MlflowClient(settings.tracking_uri).get_registered_model("churn").aliases["champion"]
+        )
+        served = np.random.default_rng(1).uniform(0.85, 0.95, 600)
+        _write_prediction_log(settings, version, served)
+        started = datetime.now(UTC)
+        outcome = _monitor()
+        (event, *_) = wait_for_event(events.DRIFT_DETECTED, since=started)
+    return CovariateRun(version, outcome, event)
+
+
 def test_covariate_drift_is_detected_logged_and_emitted(
-    covariate_home: Path, monkeypatch: pytest.MonkeyPatch
+    covariate_run: CovariateRun, covariate_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mlflow import MlflowClient
 
     settings = use_workspace(monkeypatch, covariate_home)
     client = MlflowClient(settings.tracking_uri)
-    version = client.get_registered_model("churn").aliases["champion"]
-    served = np.random.default_rng(1).uniform(0.85, 0.95, 600)  # far above the model's scores
-    _write_prediction_log(settings, str(version), served)
-    started = datetime.now(UTC)
-
-    outcome = _monitor()
+    version, outcome, event = covariate_run.version, covariate_run.outcome, covariate_run.event
 
     assert outcome.status == "drift", outcome.reason
     assert set(outcome.drifted_features) >= ACTIVITY_FEATURES
@@ -155,11 +179,10 @@ def test_covariate_drift_is_detected_logged_and_emitted(
     assert outcome.predictions is not None
     assert outcome.predictions.drifted
 
-    (event, *_) = wait_for_event(events.DRIFT_DETECTED, since=started)
     assert event.resource.id == "mlops.model.churn"
     payload = event.payload
     assert payload["model_name"] == "churn"
-    assert payload["model_version"] == str(version)
+    assert payload["model_version"] == version
     assert datetime.fromisoformat(payload["window_end"]) == END_OF_DATA
     assert datetime.fromisoformat(payload["window_start"]) == END_OF_DATA - timedelta(days=7)
     assert payload["drift_share"] == pytest.approx(outcome.drift_share)
@@ -178,7 +201,7 @@ def test_covariate_drift_is_detected_logged_and_emitted(
 
     run = client.get_run(str(outcome.run_id))
     assert run.info.run_name == "monitor-20260630"
-    assert run.data.tags["mlops.model_version"] == str(version)
+    assert run.data.tags["mlops.model_version"] == version
     features = outcome.features.scores
     assert len(features) == 11
     for column, result in features.items():
@@ -199,10 +222,10 @@ def test_covariate_drift_is_detected_logged_and_emitted(
 
 
 def test_segments_on_dask_equal_segments_on_threads(
-    covariate_home: Path, monkeypatch: pytest.MonkeyPatch
+    covariate_run: CovariateRun, covariate_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     use_workspace(monkeypatch, covariate_home)
-    on_threads = _monitor()
+    on_threads = covariate_run.outcome
     monkeypatch.setenv("MLOPS_PREFECT__TASK_RUNNER", "dask")
     monkeypatch.setenv("MLOPS_PREFECT__DASK_WORKERS", "1")  # a worker process: one suffices
 

@@ -2,6 +2,8 @@
 
 Parts, top to bottom (a part imports only the parts below it; `lint-imports` checks it):
 `cli`, `examples`, `flows`, `steps`, `serving`, `registry`, `adapters`, `logic`, `ops`,
-`settings`, `vocabulary`, `errors`. `lazy_checks` is imported first, before any of them."""
+`settings`, `vocabulary`, `errors`. `lazy_checks` is installed first, before any of them."""
 
-from mlops_flows import lazy_checks as lazy_checks
+from mlops_flows import lazy_checks
+
+lazy_checks.install()

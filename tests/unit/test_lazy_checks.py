@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,3 +78,9 @@ def test_other_packages_functions_are_instrumented_at_decoration() -> None:
 
     with pytest.raises(TypeCheckError, match='argument "value"'):
         twice("3")  # type: ignore[arg-type]
+
+
+def test_a_process_that_never_imports_feast_does_not_import_typeguard() -> None:
+    script = "import sys, mlops_flows.cli.app; print('typeguard' in sys.modules)"
+    found = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert found.stdout.strip() == "False", found.stdout + found.stderr

@@ -26,7 +26,7 @@ from mlops_flows.examples.churn.scenarios import Scenario
 from mlops_flows.settings import Settings
 
 app = typer.Typer(
-    help="MLOps flows: simulate data, manage features, train and govern the churn model.",
+    help="MLOps flows: manage features, train, govern, serve and monitor each use case's model.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -39,6 +39,22 @@ stack_app = typer.Typer(
 )
 app.add_typer(stack_app, name="stack")
 app.registered_commands += runs_app.registered_commands + governance_app.registered_commands
+
+
+@app.callback()
+def use_case(
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="The use case a command acts on: usecases/<MODEL>.toml (default: the only one; "
+            "or MLOPS_MODEL).",
+        ),
+    ] = None,
+) -> None:
+    """Every command: the use case chosen before any settings are read."""
+    if model is not None:  # read by the settings, in this process and in its flow runs
+        os.environ["MLOPS_MODEL"] = model
 
 
 @app.command()
@@ -201,7 +217,7 @@ def demo(
     """Simulate, apply, materialize, train twice (the second run faces a champion)."""
     from datetime import timedelta
 
-    settings = load_settings(runs_flows=True)
+    settings = load_settings(runs_flows=True, of_model=True)
     if loop:
         _demo_loop(settings, customers)
         return
@@ -296,7 +312,7 @@ def serve(
     from mlops_flows.serving import app as serving
     from mlops_flows.serving.contract import HEALTH, PREDICT, RELOAD, token_path
 
-    settings = load_settings(scoring=True)  # production: the read-only scoring account
+    settings = load_settings(scoring=True, of_model=True)  # production: the scoring account
     chosen = {"host": host, "port": port}
     serving_settings = settings.serving.model_copy(
         update={name: value for name, value in chosen.items() if value is not None}

@@ -27,9 +27,12 @@ EXIT_REJECTED = 3
 EXIT_NOT_REPRODUCED = 4
 
 
-def load_settings(runs_flows: bool = False, scoring: bool = False) -> Settings:
-    """Settings from the environment, the workspace ready, the Prefect API chosen (`scoring`:
-    the process logs in to MLflow as the scoring service)."""
+def load_settings(
+    runs_flows: bool = False, scoring: bool = False, of_model: bool = False
+) -> Settings:
+    """Settings from the environment and the use case, the workspace ready, the Prefect API
+    chosen (`scoring`: the process logs in to MLflow as the scoring service; `of_model`: the
+    command acts on a model, which its use case must say enough about)."""
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
@@ -39,8 +42,15 @@ def load_settings(runs_flows: bool = False, scoring: bool = False) -> Settings:
         # A value that is not JSON fails while decoding (SettingsError), before validation.
         detail = error.__cause__ if isinstance(error, SettingsError) and error.__cause__ else ""
         message = redact_secrets(f"{error} {detail}")
-        console.print(f"[red]error:[/] invalid MLOPS_* setting:\n{escape(message)}")
+        where = "an MLOPS_* variable or the use-case file"
+        console.print(f"[red]error:[/] invalid setting ({where}):\n{escape(message)}")
         raise typer.Exit(EXIT_FAILED) from None
+    if of_model:
+        try:
+            settings.require_use_case()
+        except MlopsError as error:
+            console.print(f"[red]error:[/] {escape(str(error))}")
+            raise typer.Exit(EXIT_FAILED) from None
     from mlops_flows.ops import runtime
 
     api = run_step("prepare workspace", lambda: runtime.prepare(settings, scoring))

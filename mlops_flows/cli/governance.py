@@ -82,7 +82,7 @@ def _signed_form(
 def _decide(
     decision: str, version: str, reason: str, approver: str | None, wait: float, key: Path | None
 ) -> None:
-    settings = load_settings(runs_flows=True)
+    settings = load_settings(runs_flows=True, of_model=True)
     person = approver or getpass.getuser()
     with quiet_libraries():
         form = run_step(
@@ -196,7 +196,7 @@ def history(
     """The audit history: every registration, approval, promotion and rollback, oldest first."""
     from mlops_flows.registry import history as audit
 
-    settings = load_settings()
+    settings = load_settings(of_model=True)
 
     def read() -> list[audit.Stored]:
         from mlflow import MlflowClient
@@ -256,7 +256,7 @@ def rollback(
     ] = True,
 ) -> None:
     """Move `champion` back to an earlier approved version, record it, and redeploy."""
-    settings = load_settings(runs_flows=True)
+    settings = load_settings(runs_flows=True, of_model=True)
     with quiet_libraries():
         from mlops_flows.flows.rollback_flow import RollbackParameters, rollback_churn_model
 
@@ -283,7 +283,7 @@ def reproduce(
     from mlops_flows.registry.reproduce import ReproductionError
     from mlops_flows.registry.reproduce import reproduce as reproduce_version
 
-    settings = load_settings()
+    settings = load_settings(of_model=True)
     name = settings.mlflow.model_name
     try:
         with quiet_libraries():

@@ -36,7 +36,7 @@ def train(
     reason: Annotated[str, typer.Option(help="Why this run, logged with it.")] = "manual",
 ) -> None:
     """Run the training flow: features, checks, fit, gates, registry."""
-    settings = load_settings(runs_flows=True)
+    settings = load_settings(runs_flows=True, of_model=True)
     outcome = run_training(
         settings,
         {
@@ -90,7 +90,7 @@ def monitor(
     """Run the monitoring flow: the recent window against the champion's reference.
 
     Drift found emits `mlops.drift.detected`; broken data fails the run, never drift."""
-    load_settings(runs_flows=True)
+    load_settings(runs_flows=True, of_model=True)
     with quiet_libraries():
         from mlops_flows.flows.monitoring_flow import MonitoringParameters, monitor_drift
 
@@ -104,7 +104,7 @@ def monitor(
 @app.command()
 def score(as_of: AsOf = None) -> None:
     """Run the batch scoring flow: the whole population scored by the champion, one file."""
-    load_settings(runs_flows=True)
+    load_settings(runs_flows=True, of_model=True)
     with quiet_libraries():
         from mlops_flows.flows.batch_scoring_flow import BatchScoringParameters, score_batch
 
@@ -125,7 +125,7 @@ def redeploy(
     """Run the redeploy flow: online store, service reload, smoke and skew check.
 
     A failure puts the previous champion back (with --previous) and says how far it got."""
-    load_settings(runs_flows=True)
+    load_settings(runs_flows=True, of_model=True)
     with quiet_libraries():
         from mlops_flows.flows.redeploy_flow import RedeployParameters
         from mlops_flows.flows.redeploy_flow import redeploy as redeploy_flow

@@ -15,7 +15,7 @@ from mlops_flows.steps.start import start
 def materialize_features(end: datetime | None = None, full: bool = False) -> str:
     """Load feature values up to `end` (default now) into the online store; `full` reloads
     every view's TTL window (an online store that lost its data)."""
-    settings = start().settings
+    settings = start(of_model=False).settings
     until = to_utc(end) if end else datetime.now(UTC)
     store = features.open_store(settings.features.repo_path)
     reloaded = online_store.materialize(store, until, full)

@@ -11,7 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mlops_flows.settings.data import ExpectationSettings, FeatureSettings
 from mlops_flows.settings.governance import GovernanceSettings, PromotionPolicy
@@ -22,6 +22,7 @@ from mlops_flows.settings.servers import PostgresSettings, RedisSettings, StackS
 from mlops_flows.settings.serving import ServingSettings
 from mlops_flows.settings.tracking import MlflowSettings
 from mlops_flows.settings.training import GateSettings, TrainingSettings
+from mlops_flows.settings.usecase import MODEL_NAME, REQUIRED, UseCaseError, UseCaseSource
 
 __all__ = [
     "DERIVED_FEAST_VARIABLES",
@@ -57,12 +58,35 @@ class Profile(StrEnum):
 
 
 class Settings(BaseSettings):
-    """Root settings; environment variables use the prefix MLOPS_ and `__` between groups."""
+    """Root settings; environment variables use the prefix MLOPS_ and `__` between groups. The
+    chosen use case's file (`usecases/<model>.toml`) comes between them and the defaults."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        init_kwargs = getattr(init_settings, "init_kwargs", {})
+        return init_settings, env_settings, UseCaseSource(settings_cls, init_kwargs)
+
+    model: str | None = Field(
+        default=None,
+        pattern=MODEL_NAME.pattern,
+        description="The use case a command acts on: `usecases/<model>.toml` in the project "
+        "(the CLI's `--model`). Unset: the folder's only use case.",
+    )
+    usecases_dir: Path = Field(
+        default=Path("usecases"),
+        description="Folder of the use-case files, one `<model>.toml` per model.",
+    )
     home: Path = Field(
         default=Path(".mlops"),
         description="Workspace folder holding all local state; delete it to reset.",
@@ -125,10 +149,34 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _experiment_named_after_the_model(self) -> Settings:
+        self.mlflow.experiment = self.mlflow.experiment or self.mlflow.model_name
+        return self
+
+    @model_validator(mode="after")
     def _manual_promotion_in_production(self) -> Settings:
         if self.is_production and "promotion_policy" not in self.model_fields_set:
             self.promotion_policy = PromotionPolicy.MANUAL
         return self
+
+    def require_use_case(self) -> None:
+        """A UseCaseError naming what is missing, before anything of a model's run is done."""
+        missing = [
+            (group, name) for group, name in REQUIRED if not getattr(getattr(self, group), name)
+        ]
+        if not missing:
+            return
+        folder = self.usecases_dir
+        told = (
+            f"use case {self.model!r} does not set"
+            if self.model
+            else f"no use case in {folder}: nothing sets"
+        )
+        variables = ", ".join(f"{ENV_PREFIX}{group}__{name}".upper() for group, name in missing)
+        raise UseCaseError(
+            f"{told} {', '.join(f'{group}.{name}' for group, name in missing)}: write them in "
+            f"{folder}/<model>.toml (docs/settings.md#use-cases), or set {variables}."
+        )
 
     @property
     def home_resolved(self) -> Path:

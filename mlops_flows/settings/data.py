@@ -17,14 +17,19 @@ class FeatureSettings(Group):
         description="Folder of the Feast feature repository (holds feature_store.yaml).",
     )
     feature_service: str = Field(
-        default="churn_model_v1",
-        description="Versioned Feast FeatureService the model is trained and served with.",
+        default="",
+        description="Versioned Feast FeatureService the model is trained and served with "
+        "(the use case names it).",
     )
-    entity_key: str = Field(default="customer_id", description="Join key of the entity.")
+    entity_key: str = Field(
+        default="", description="Join key of the entity (the use case names it)."
+    )
     timestamp_column: str = Field(
         default="event_timestamp", description="Column holding the label (prediction) time."
     )
-    label_column: str = Field(default="churned", description="Column holding the 0/1 label.")
+    label_column: str = Field(
+        default="", description="Column holding the 0/1 label (the use case names it)."
+    )
     labels_path: Path | None = Field(
         default=None,
         description="Parquet file of labels (entity key, timestamp, label); empty means "
@@ -36,9 +41,9 @@ class FeatureSettings(Group):
         "repository (profile local) or `production/feature_store.yaml` (profile production).",
     )
     project: str = Field(
-        default="churn",
+        default="mlops",
         pattern=r"^[a-zA-Z0-9_]+$",
-        description="Feast project of the production file (the local file names `churn`): "
+        description="Feast project of the production file (the local file names its own): "
         "rows in the SQL registry and keys in Redis are scoped by it.",
     )
 

@@ -40,7 +40,7 @@ class MonitoringSettings(Group):
     )
     seed: int = Field(default=42, description="Seed of the row sampling.")
     segment_column: str | None = Field(
-        default="plan",
+        default=None,
         description="Categorical feature whose values are checked for drift one by one "
         "(reported per segment, fanned out on the task runner); empty turns it off.",
     )

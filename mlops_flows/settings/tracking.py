@@ -14,8 +14,13 @@ class MlflowSettings(Group):
         default=None,
         description="Tracking URI; empty means a SQLite store inside the workspace.",
     )
-    experiment: str = Field(default="churn", description="Experiment that holds training runs.")
-    model_name: str = Field(default="churn", description="Registered model of this use case.")
+    experiment: str = Field(
+        default="",
+        description="Experiment that holds training runs (default: the use case's name).",
+    )
+    model_name: str = Field(
+        default="", description="Registered model of this use case (default: its name)."
+    )
     http_timeout_seconds: int = Field(
         default=10, description="Per-request timeout towards a tracking server."
     )

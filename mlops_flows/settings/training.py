@@ -55,7 +55,7 @@ class GateSettings(Group):
     bootstrap_resamples: int = Field(default=300, description="Paired bootstrap resamples.")
     bootstrap_confidence: float = Field(default=0.95, description="Bootstrap interval level.")
     slice_columns: tuple[str, ...] = Field(
-        default=("plan", "region"), description="Columns whose values form evaluation slices."
+        default=(), description="Columns whose values form evaluation slices (none: no slices)."
     )
     min_slice_size: int = Field(
         default=200, description="Slices with fewer holdout rows are reported, not gated."

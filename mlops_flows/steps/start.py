@@ -21,12 +21,15 @@ class Started:
     experiment_id: str  # empty unless the flow asked for the MLflow experiment
 
 
-def start(experiment: bool = False, signs: bool = False) -> Started:
-    """Settings from the environment; the libraries' environment exported (a run on a worker
-    starts here, not at the CLI); with `signs`, the governance key checked before any change
-    (in production, a run without it stops here); the workspace; with `experiment`, MLflow
-    connected and the experiment's id."""
+def start(experiment: bool = False, signs: bool = False, of_model: bool = True) -> Started:
+    """Settings from the environment and the use case; with `of_model` (a run about a model),
+    a clear error if no use case says what the model is; the libraries' environment exported
+    (a run on a worker starts here, not at the CLI); with `signs`, the governance key checked
+    before any change (in production, a run without it stops here); the workspace; with
+    `experiment`, MLflow connected and the experiment's id."""
     settings = Settings()
+    if of_model:
+        settings.require_use_case()
     settings.export_library_environment()
     if signs:
         history.signer(settings)

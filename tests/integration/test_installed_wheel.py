@@ -53,7 +53,7 @@ def test_the_installed_wheel_trains_the_example_in_a_project_folder(tmp_path: Pa
 
     # A project: the Feast repository and the suites, nothing else of the checkout.
     project = tmp_path / "project"
-    for folder in ("features", "expectations"):
+    for folder in ("features", "expectations", "usecases"):
         shutil.copytree(CHECKOUT / folder, project / folder, ignore=shutil.ignore_patterns("__py*"))
     env = {
         "PATH": f"{environment / 'bin'}:{os.environ['PATH']}",

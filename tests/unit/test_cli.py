@@ -88,7 +88,7 @@ def test_an_invalid_setting_exits_1_with_a_clear_message(
     result = runner.invoke(app, SIMULATE)
 
     assert result.exit_code == 1
-    assert "invalid MLOPS_* setting" in result.output
+    assert flat("invalid setting (an MLOPS_* variable or the use-case") in flat(result.output)
     assert "gates.min_roc_auc" in result.output
     assert not home.exists()
 
@@ -118,7 +118,35 @@ def test_a_setting_that_is_not_json_exits_1_with_a_clear_message(
     monkeypatch.setenv("MLOPS_GATES__SLICE_COLUMNS", "plan,region")
     result = runner.invoke(app, SIMULATE)
     assert result.exit_code == 1
-    assert "invalid MLOPS_* setting" in result.output
+    assert flat("invalid setting (an MLOPS_* variable or the use-case") in flat(result.output)
+
+
+def test_a_model_without_its_use_case_file_exits_1_naming_the_ones_there(
+    runner: CliRunner, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unset(monkeypatch, "MLOPS_MODEL")  # the option sets it: removed again after the test
+    result = runner.invoke(app, ["--model", "fraud", *SIMULATE])
+    assert result.exit_code == 1
+    assert flat("no use case 'fraud': ") in flat(result.output)
+    assert flat("usecases holds churn.") in flat(result.output)
+    assert not home.exists()
+
+
+@pytest.mark.parametrize("command", [["train"], ["history"], ["serve"]])
+def test_a_model_command_in_a_project_without_use_cases_exits_1_naming_what_to_set(
+    runner: CliRunner,
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    command: list[str],
+) -> None:
+    monkeypatch.setenv("MLOPS_PROJECT_DIR", str(tmp_path / "project"))
+    result = runner.invoke(app, command)
+    assert result.exit_code == 1
+    told = flat(result.output)
+    assert flat("no use case in") in told
+    assert flat("nothing sets features.feature_service, features.entity_key") in told
+    assert not home.exists()
 
 
 def test_a_home_below_a_regular_file_exits_1_saying_not_writable(

@@ -45,7 +45,8 @@ def noisy_copy(scores: npt.NDArray[np.float64], seed: int) -> npt.NDArray[np.flo
 
 @pytest.fixture
 def settings() -> GateSettings:
-    return GateSettings()
+    """The library's gates, sliced by the columns these frames carry (no slices by default)."""
+    return GateSettings(slice_columns=("plan", "region"))
 
 
 PASSING_METRICS = {"roc_auc": 0.80, "log_loss": 0.40, "calibration_error": 0.02}

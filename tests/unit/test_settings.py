@@ -266,3 +266,114 @@ def test_an_explicit_feature_store_yaml_wins(tmp_path: Path) -> None:
     chosen = tmp_path / "elsewhere" / "feature_store.yaml"
     settings = Settings(home=tmp_path / "workspace", features={"store_yaml": chosen})  # type: ignore[arg-type]
     assert settings.feature_store_yaml == chosen
+
+
+def _project(root: Path, **use_cases: str) -> Path:
+    """A project folder holding `usecases/<name>.toml` with each text given."""
+    (root / "usecases").mkdir(parents=True)
+    for name, text in use_cases.items():
+        (root / "usecases" / f"{name}.toml").write_text(text)
+    return root
+
+
+FRAUD = """
+[features]
+feature_service = "fraud_v3"
+entity_key = "account"
+label_column = "is_fraud"
+
+[gates]
+slice_columns = ["country"]
+min_roc_auc = 0.8
+"""
+PRICES = '[features]\nfeature_service = "prices_v1"\nentity_key = "sku"\nlabel_column = "y"\n'
+
+
+def test_the_only_use_case_is_read_and_names_the_model(
+    clean_environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    settings = Settings(project_dir=_project(tmp_path, fraud=FRAUD))
+    assert settings.model == "fraud"
+    assert (settings.mlflow.model_name, settings.mlflow.experiment) == ("fraud", "fraud")
+    assert settings.features.feature_service == "fraud_v3"
+    assert settings.gates.slice_columns == ("country",)
+    assert (settings.gates.min_roc_auc, settings.gates.max_log_loss) == (0.8, 0.60)
+    settings.require_use_case()
+
+
+def test_the_environment_overrides_one_key_of_a_use_case_table(
+    clean_environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    clean_environment.setenv("MLOPS_PROJECT_DIR", str(_project(tmp_path, fraud=FRAUD)))
+    clean_environment.setenv("MLOPS_GATES__MIN_ROC_AUC", "0.9")
+    settings = Settings()
+    assert (settings.gates.min_roc_auc, settings.gates.slice_columns) == (0.9, ("country",))
+
+
+def test_several_use_cases_need_a_name_and_each_is_its_own(
+    clean_environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    project = _project(tmp_path, fraud=FRAUD, prices=PRICES)
+    with pytest.raises(SettingsError, match=r"several use cases \(fraud, prices\).*--model"):
+        Settings(project_dir=project)
+    clean_environment.setenv("MLOPS_MODEL", "prices")
+    prices = Settings(project_dir=project)
+    assert (prices.model, prices.mlflow.model_name, prices.features.entity_key) == (
+        "prices",
+        "prices",
+        "sku",
+    )
+    assert prices.gates.slice_columns == ()  # fraud's slices are fraud's
+    assert Settings(project_dir=project, model="fraud").features.entity_key == "account"
+    with pytest.raises(SettingsError, match=r"no use case 'churn'.*holds fraud, prices"):
+        Settings(project_dir=project, model="churn")
+
+
+@pytest.mark.parametrize(
+    ("text", "error", "told"),
+    [
+        ("[postgres]\nport = 1\n", SettingsError, r"postgres is not a use-case table"),
+        ('[mlflow]\ntracking_uri = "http://x"\n', SettingsError, r"\[mlflow\] may set"),
+        ("[features\n", SettingsError, r"fraud.toml is not readable TOML"),
+        ('[features]\nentity_keys = "a"\n', ValidationError, r"entity_keys"),
+        ('[gates]\nmin_roc_auc = "high"\n', ValidationError, r"min_roc_auc"),
+    ],
+)
+def test_a_wrong_use_case_file_is_refused_naming_the_problem(
+    clean_environment: pytest.MonkeyPatch,
+    tmp_path: Path,
+    text: str,
+    error: type[Exception],
+    told: str,
+) -> None:
+    with pytest.raises(error, match=told):
+        Settings(project_dir=_project(tmp_path, fraud=text))
+
+
+def test_a_model_name_that_cannot_name_a_file_is_refused(
+    clean_environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with pytest.raises(SettingsError, match="letters, digits"):
+        Settings(project_dir=_project(tmp_path, fraud=FRAUD), model="../fraud")
+
+
+def test_without_a_use_case_a_model_run_says_what_to_write(
+    clean_environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from mlops_flows.settings.usecase import UseCaseError
+
+    settings = Settings(project_dir=tmp_path)  # no usecases/ folder: commands without a model
+    assert (settings.model, settings.features.feature_service) == (None, "")
+    with pytest.raises(UseCaseError) as raised:
+        settings.require_use_case()
+    told = str(raised.value)
+    assert f"no use case in {tmp_path / 'usecases'}" in told
+    assert "features.feature_service, features.entity_key" in told
+    assert "MLOPS_FEATURES__LABEL_COLUMN, MLOPS_MLFLOW__MODEL_NAME" in told
+    # A model configured by the environment alone, as before use-case files.
+    clean_environment.setenv("MLOPS_MODEL", "solo")
+    for name, value in [("FEATURE_SERVICE", "s"), ("ENTITY_KEY", "k"), ("LABEL_COLUMN", "y")]:
+        clean_environment.setenv(f"MLOPS_FEATURES__{name}", value)
+    solo = Settings(project_dir=tmp_path)
+    assert (solo.mlflow.model_name, solo.mlflow.experiment) == ("solo", "solo")
+    solo.require_use_case()

@@ -36,17 +36,10 @@ _GOVERNANCE = frozenset(
     }
 )
 
-INTENDED_USE = (
-    "Ranks current subscribers of the service by their probability of churning within the next "
-    "label period, so that retention offers reach the likeliest leavers first. Scores are "
-    "probabilities (calibration is gated); use them to rank or with a threshold chosen for the "
-    "campaign's cost. Not for decisions about individuals without human review, nor for "
-    "pricing or credit."
-)
-KNOWN_LIMITS = (
-    "Trained on the simulated churn example: real customer behaviour will differ.",
+# What holds for every model this library trains and serves; a use case adds its own.
+LIBRARY_LIMITS = (
     "Point-in-time features only: a feature missing at scoring time (older than its view's "
-    "TTL) makes the service refuse the customer rather than guess.",
+    "TTL) makes the service refuse the entity rather than guess.",
     "Slices smaller than the minimum slice size are reported, not gated.",
 )
 
@@ -66,6 +59,8 @@ class CardFacts:
     lineage: Mapping[str, Any]  # lineage.json, empty when missing
     features: Sequence[tuple[str, str]]  # (name, type) from the model signature
     values_seen: Mapping[str, Sequence[str]]  # text feature -> values in the training sample
+    intended_use: str  # the use case's words (card.json of the run)
+    known_limits: Sequence[str]  # the use case's, after the ones every card states
 
 
 def approval_status(version: str, tags: Mapping[str, str]) -> str:
@@ -113,7 +108,7 @@ def _render(facts: CardFacts, row_limit: int | None) -> str:
     sections = [
         f"# {facts.model_name} v{facts.version}",
         f"**Status**: {approval_status(facts.version, facts.version_tags)}",
-        "## Intended use\n\n" + INTENDED_USE,
+        "## Intended use\n\n" + facts.intended_use,
         "## Training data\n\n" + _training_data(facts),
         "## Features\n\n" + _features(facts),
         "## Metrics\n\n" + _metrics(facts.metrics),
@@ -266,5 +261,5 @@ def _limits(facts: CardFacts) -> str:
             f"{name}: {_values(values)}" for name, values in sorted(facts.values_seen.items())
         )
         lines.append(f"- Not validated outside the values seen in training: {seen}.")
-    lines += [f"- {limit}" for limit in KNOWN_LIMITS]
+    lines += [f"- {limit}" for limit in (*LIBRARY_LIMITS, *facts.known_limits)]
     return "\n".join(lines)

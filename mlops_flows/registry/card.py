@@ -13,6 +13,12 @@ from mlops_flows.logic.model_card import CardFacts, render
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+# A version whose run recorded no card texts (trained before the use case said them).
+UNRECORDED: dict[str, Any] = {
+    "intended_use": "Not recorded with this version: its run holds no card.json.",
+    "known_limits": [],
+}
+
 
 def refresh(client: MlflowClient, name: str, version: str) -> str:
     """Read the version's record from MLflow, write its card as the version's description,
@@ -23,6 +29,7 @@ def refresh(client: MlflowClient, name: str, version: str) -> str:
     with tempfile.TemporaryDirectory(prefix="mlops-card-") as folder:
         gates = _document(client, run_id, "gates.json", Path(folder))
         lineage = _document(client, run_id, "lineage.json", Path(folder))
+        texts = _document(client, run_id, "card.json", Path(folder)) or UNRECORDED
         features = _signature(client, str(model_version.source), Path(folder))
         text_features = [feature for feature, kind in features if kind == "string"]
         values_seen = _values_seen(client, run_id, text_features, Path(folder))
@@ -38,6 +45,8 @@ def refresh(client: MlflowClient, name: str, version: str) -> str:
         lineage=lineage or {},
         features=features,
         values_seen=values_seen,
+        intended_use=str(texts.get("intended_use", UNRECORDED["intended_use"])),
+        known_limits=[str(limit) for limit in texts.get("known_limits", [])],
     )
     markdown = render(facts)
     client.update_model_version(name, version, description=markdown)

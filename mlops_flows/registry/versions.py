@@ -207,10 +207,15 @@ def record(client: MlflowClient, name: str, version: str, changes: Mapping[Tag, 
 
 
 def register_version(
-    client: MlflowClient, name: str, model_uri: str, run_id: str, facts: dict[str, str]
+    client: MlflowClient,
+    name: str,
+    model_uri: str,
+    run_id: str,
+    facts: dict[str, str],
+    description: str = "",
 ) -> ModelVersion:
-    """Create the registered model on first use, then a new version of it with these facts
-    (`mlops_flows.vocabulary`)."""
+    """Create the registered model on first use (with the use case's one-line description),
+    then a new version of it with these facts (`mlops_flows.vocabulary`)."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -218,9 +223,7 @@ def register_version(
     except MlflowException as error:
         if error.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
-        client.create_registered_model(
-            name, description="Churn classifier of the subscription business."
-        )
+        client.create_registered_model(name, description=description or None)
     # An MLflow 3 server refuses a `models:/m-...` source without the logged model's id.
     model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
     return client.create_model_version(

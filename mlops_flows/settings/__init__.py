@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from mlops_flows.settings.card import CardSettings
 from mlops_flows.settings.data import ExpectationSettings, FeatureSettings
 from mlops_flows.settings.governance import GovernanceSettings, PromotionPolicy
 from mlops_flows.settings.group import Group
@@ -27,6 +28,7 @@ from mlops_flows.settings.usecase import MODEL_NAME, REQUIRED, UseCaseError, Use
 __all__ = [
     "DERIVED_FEAST_VARIABLES",
     "ENV_PREFIX",
+    "CardSettings",
     "ExpectationSettings",
     "FeatureSettings",
     "GateSettings",
@@ -121,6 +123,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
     governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
+    card: CardSettings = Field(default_factory=CardSettings)
 
     @model_validator(mode="after")
     def _reject_unknown_variables(self) -> Settings:

@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from mlops_flows.errors import MlopsError
 
 # What makes a model itself; the servers, the stack and the serving address are the project's.
-USE_CASE_GROUPS = ("features", "expectations", "training", "gates", "monitoring")
+USE_CASE_GROUPS = ("features", "expectations", "training", "gates", "monitoring", "card")
 MLFLOW_KEYS = ("model_name", "experiment")  # default: the use case's name
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 SUFFIX = ".toml"

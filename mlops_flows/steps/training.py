@@ -295,6 +295,7 @@ def log_run(
                 "results": evaluation.report.to_rows(),
             },
             "validation.json": validation.to_dict(),
+            "card.json": settings.card.model_dump(mode="json", exclude={"description"}),
         },
         training_set=training_set.frame,
         training_set_source=str(settings.labels_path),
@@ -334,6 +335,7 @@ def register_candidate(
             Tag.EVALUATED_AGAINST: evaluation.champion_version or "none",
             Tag.MODEL_DIGEST: logged.model_sha256,
         },
+        description=settings.card.description,
     )
     return str(registered.version)
 

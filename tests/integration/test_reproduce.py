@@ -188,3 +188,7 @@ def test_refresh_writes_the_card_with_digest_and_gates_into_the_registry(trained
     assert "**Champion**" in markdown
     assert "| plan | string | basic, premium, standard |" in markdown
     assert len(markdown) <= model_card.DESCRIPTION_LIMIT
+    # The use case's words, recorded with the version (card.json) and on the registered model.
+    assert f"## Intended use\n\n{settings.card.intended_use}\n" in markdown
+    assert markdown.endswith(f"- {settings.card.known_limits[-1]}\n")
+    assert client.get_registered_model(name).description == settings.card.description

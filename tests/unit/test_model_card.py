@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from mlops_flows.logic.model_card import DESCRIPTION_LIMIT, CardFacts, approval_status, render
+from mlops_flows.logic.model_card import (
+    DESCRIPTION_LIMIT,
+    LIBRARY_LIMITS,
+    CardFacts,
+    approval_status,
+    render,
+)
 
 DIGEST = "c" * 64
 
@@ -68,6 +74,8 @@ FACTS = CardFacts(
     },
     features=[("plan", "string"), ("tenure_months", "long")],
     values_seen={"plan": ["basic", "premium", "standard"]},
+    intended_use="Ranks subscribers by churn risk for retention offers.",
+    known_limits=["Trained on simulated data."],
 )
 
 
@@ -83,6 +91,16 @@ def test_every_section_is_present_in_order() -> None:
         "Gates",
         "Approval and promotion",
         "Known limits",
+    ]
+
+
+def test_the_use_cases_words_open_the_card_and_close_its_limits() -> None:
+    card = render(FACTS)
+    assert "## Intended use\n\nRanks subscribers by churn risk for retention offers." in card
+    limits = card.split("## Known limits\n\n")[1].splitlines()
+    assert limits[0].startswith("- Trained on labels from 2026-04-07T06:00:00+00:00")
+    assert limits[-3:] == [
+        f"- {limit}" for limit in (*LIBRARY_LIMITS, "Trained on simulated data.")
     ]
 
 
@@ -184,6 +202,8 @@ def test_a_first_version_has_no_slices_and_a_bare_run_renders_with_what_it_has()
         lineage={},
         features=[],
         values_seen={},
+        intended_use="Not stated.",
+        known_limits=[],
     )
     card = render(bare)
     assert "Not computed: slices are compared with a champion" in card
@@ -201,4 +221,4 @@ def test_a_long_card_shrinks_its_tables_keeping_failed_gates_first() -> None:
     kept = re.findall(r"^\| region=(r\d{3}) \|.*\| (yes|\*\*no\*\*) \|$", card, flags=re.MULTILINE)
     assert kept
     assert all(passed == "**no**" for _, passed in kept)
-    assert card.endswith("reported, not gated.\n")  # nothing cut off at the end
+    assert card.endswith("- Trained on simulated data.\n")  # nothing cut off at the end

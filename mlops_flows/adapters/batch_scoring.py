@@ -21,8 +21,6 @@ from mlops_flows.logic.times import to_utc
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
 
-# The profile view lists every customer the business has, whatever their activity.
-DEFAULT_POPULATION_VIEW = "customer_profile"
 OUTPUT_COLUMNS = (
     "customer_id",
     "as_of",

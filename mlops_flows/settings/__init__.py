@@ -181,6 +181,18 @@ class Settings(BaseSettings):
             f"{folder}/<model>.toml (docs/settings.md#use-cases), or set {variables}."
         )
 
+    def population_view(self, chosen: str | None = None) -> str:
+        """The feature view whose source lists the entities of a batch: the run's choice, else
+        the use case's; a UseCaseError when neither names one."""
+        view = chosen or self.features.population_view
+        if not view:
+            raise UseCaseError(
+                "no population view: set `population_view` in the use case's [features] (the "
+                "feature view whose source file lists the entities to score), or pass "
+                "population_view to the run."
+            )
+        return view
+
     @property
     def home_resolved(self) -> Path:
         return self.home.expanduser().resolve()

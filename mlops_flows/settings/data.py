@@ -30,6 +30,11 @@ class FeatureSettings(Group):
     label_column: str = Field(
         default="", description="Column holding the 0/1 label (the use case names it)."
     )
+    population_view: str = Field(
+        default="",
+        description="Feature view whose source file lists the entities to score in batch, to "
+        "monitor and to sample in the redeploy skew check (the use case names it).",
+    )
     labels_path: Path | None = Field(
         default=None,
         description="Parquet file of labels (entity key, timestamp, label); empty means "

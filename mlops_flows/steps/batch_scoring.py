@@ -30,9 +30,10 @@ class BatchScoringParameters(FlowParameters):
         default=None,
         description="Time the features are read at; empty means now. A naive time is UTC.",
     )
-    population_view: str = Field(
-        default=batch_scoring.DEFAULT_POPULATION_VIEW,
-        description="Feature view whose source file lists the customers to score.",
+    population_view: str | None = Field(
+        default=None,
+        description="Feature view whose source file lists the entities to score; empty: the "
+        "use case's (features.population_view).",
     )
 
 
@@ -74,7 +75,10 @@ def build_scoring_set(settings: Settings, parameters: BatchScoringParameters) ->
     service = features.get_feature_service(store, settings.features.feature_service)
     features.check_sources(store, service)
     population = batch_scoring.read_population(
-        store, parameters.population_view, settings.features.entity_key, as_of
+        store,
+        settings.population_view(parameters.population_view),
+        settings.features.entity_key,
+        as_of,
     )
     frame = batch_scoring.build_scoring_set(
         store,

@@ -44,9 +44,10 @@ class MonitoringParameters(FlowParameters):
         default=None, description="End of the window; empty means now. A naive time is UTC."
     )
     window_days: int | None = Field(default=None, ge=1, description="Days of recent data.")
-    population_view: str = Field(
-        default=batch_scoring.DEFAULT_POPULATION_VIEW,
-        description="Feature view whose source file lists the customers to compare.",
+    population_view: str | None = Field(
+        default=None,
+        description="Feature view whose source file lists the entities to compare; empty: the "
+        "use case's (features.population_view).",
     )
 
 
@@ -143,7 +144,7 @@ def load_champion_reference(settings: Settings) -> ChampionReference:
 
 
 def build_current_window(
-    settings: Settings, start: datetime, end: datetime, population_view: str
+    settings: Settings, start: datetime, end: datetime, population_view: str | None
 ) -> CurrentWindow:
     """Features of every known customer at 00:00 of each day the sources cover in the window."""
     key, stamp = settings.features.entity_key, settings.features.timestamp_column
@@ -152,7 +153,9 @@ def build_current_window(
     features.check_sources(store, service)
     names = features.feature_names(service)
     days = drift.window_midnights(start, end, *_observed_span(store, service))
-    path, timestamp_field = batch_scoring.population_source(store, population_view)
+    path, timestamp_field = batch_scoring.population_source(
+        store, settings.population_view(population_view)
+    )
     source = pd.read_parquet(path, columns=[key, timestamp_field])
     first_seen = pd.to_datetime(source[timestamp_field], utc=True).groupby(source[key]).min()
     entities = drift.entity_frame(first_seen, days, key, stamp)

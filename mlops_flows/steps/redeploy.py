@@ -42,9 +42,10 @@ class RedeployParameters(FlowParameters):
         default=20, ge=1, description="Customers scored online and offline in the skew check."
     )
     smoke_seed: int = Field(default=42, description="Seed of the smoke sample.")
-    population_view: str = Field(
-        default=batch_scoring.DEFAULT_POPULATION_VIEW,
-        description="Feature view whose source file lists the customers to sample.",
+    population_view: str | None = Field(
+        default=None,
+        description="Feature view whose source file lists the entities to sample; empty: the "
+        "use case's (features.population_view).",
     )
 
 
@@ -138,7 +139,7 @@ def smoke_check(
     feature_service = features.get_feature_service(store, settings.features.feature_service)
     key = settings.features.entity_key
     population = batch_scoring.read_population(
-        store, parameters.population_view, key, materialized_at
+        store, settings.population_view(parameters.population_view), key, materialized_at
     )
     sample = sample_customers(population, parameters.smoke_sample, parameters.smoke_seed)
 

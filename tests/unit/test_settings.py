@@ -377,3 +377,17 @@ def test_without_a_use_case_a_model_run_says_what_to_write(
     solo = Settings(project_dir=tmp_path)
     assert (solo.mlflow.model_name, solo.mlflow.experiment) == ("solo", "solo")
     solo.require_use_case()
+
+
+def test_the_population_view_is_the_runs_choice_else_the_use_cases(
+    clean_environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from mlops_flows.settings.usecase import UseCaseError
+
+    with_view = FRAUD.replace("[gates]", 'population_view = "accounts"\n\n[gates]')
+    settings = Settings(project_dir=_project(tmp_path / "a", fraud=with_view))
+    assert settings.population_view() == "accounts"
+    assert settings.population_view("merchants") == "merchants"
+    without = Settings(project_dir=_project(tmp_path / "b", fraud=FRAUD))
+    with pytest.raises(UseCaseError, match=r"no population view: set `population_view`"):
+        without.population_view()

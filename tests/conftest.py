@@ -13,13 +13,19 @@ from unittest import mock
 import pytest
 
 from mlops_flows.settings import Settings
-from tests.support import END_OF_DATA, seed_workspace, use_workspace
+from tests.support import (
+    END_OF_DATA,
+    EVENTS_STORED_WITHIN_HALF_A_SECOND,
+    seed_workspace,
+    use_workspace,
+)
 
 # Before any library is imported: Prefect reads its home and settings at import time.
 _SESSION_FOLDER = Path(tempfile.mkdtemp(prefix="mlops-tests-"))
 for _name, _value in Settings(home=_SESSION_FOLDER / "workspace").library_environment().items():
     os.environ[_name] = _value
 os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+os.environ.update(EVENTS_STORED_WITHIN_HALF_A_SECOND)
 os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = str(_SESSION_FOLDER / "hypothesis")
 Path(os.environ["PREFECT_HOME"]).mkdir(parents=True)
 

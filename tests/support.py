@@ -128,6 +128,14 @@ def snapshot(settings: Settings) -> dict[str, Any]:
     }
 
 
+# Every Prefect server the tests start (the session's, the stacks'): its event persister writes
+# what it received every half second instead of every 5 s, so that a test waiting for an event
+# (`wait_for_event`, `Stack.events`) waits for the event, not for the next flush.
+EVENTS_STORED_WITHIN_HALF_A_SECOND = {
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "0.5"
+}
+
+
 def wait_for_event(name: str, since: datetime, timeout: float = 30.0) -> list[Any]:
     """Events of that name the Prefect API has stored since `since`, polled until one arrives."""
     import time

@@ -231,29 +231,24 @@ def base_environment(folder: Path, workspace: Path) -> dict[str, str]:
     keep.pop("MLFLOW_TRACKING_URI", None)
     (folder / "home").mkdir(exist_ok=True)
     (workspace / "prefect").mkdir(parents=True, exist_ok=True)  # Prefect makes no parents
-    return (
-        keep
-        | EVENTS_STORED_WITHIN_HALF_A_SECOND
-        | {
-            # An empty home: every process keeps its state in the workspace (checked at the end).
-            "HOME": str(folder / "home"),
-            "PREFECT_HOME": str(
-                workspace / "prefect"
-            ),  # as docs/operations.md has it for the worker
-            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-            "PREFECT_SERVER_API_HOST": "127.0.0.1",
-            "PREFECT_SERVER_API_PORT": str(port),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            # No cron runs: the hourly materialization would otherwise start on the worker
-            # whenever a test spans minute 5 of an hour. Tests start every run they need.
-            "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
-            "PREFECT_UI_ENABLED": "false",
-            "PREFECT_WORKER_QUERY_SECONDS": "1",
-            "PREFECT_WORKER_PREFETCH_SECONDS": "1",
-            "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1",
-            "PREFECT_LOGGING_LEVEL": "INFO",
-            "MLOPS_HOME": str(workspace),
-            "MLOPS_PROJECT_DIR": str(CHECKOUT),
-            "MLOPS_SERVING__PORT": str(free_port()),
-        }
-    )
+    return keep | {
+        # An empty home: every process keeps its state in the workspace (checked at the end).
+        "HOME": str(folder / "home"),
+        "PREFECT_HOME": str(workspace / "prefect"),  # as docs/operations.md has it for the worker
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # No cron runs: the hourly materialization would otherwise start on the worker
+        # whenever a test spans minute 5 of an hour. Tests start every run they need.
+        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+        **EVENTS_STORED_WITHIN_HALF_A_SECOND,
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_WORKER_PREFETCH_SECONDS": "1",
+        "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+        "MLOPS_HOME": str(workspace),
+        "MLOPS_PROJECT_DIR": str(CHECKOUT),
+        "MLOPS_SERVING__PORT": str(free_port()),
+    }

@@ -29,7 +29,7 @@ def refresh(client: MlflowClient, name: str, version: str) -> str:
     with tempfile.TemporaryDirectory(prefix="mlops-card-") as folder:
         gates = _document(client, run_id, "gates.json", Path(folder))
         lineage = _document(client, run_id, "lineage.json", Path(folder))
-        texts = _document(client, run_id, "card.json", Path(folder)) or UNRECORDED
+        texts = UNRECORDED | (_document(client, run_id, "card.json", Path(folder)) or {})
         features = _signature(client, str(model_version.source), Path(folder))
         text_features = [feature for feature, kind in features if kind == "string"]
         values_seen = _values_seen(client, run_id, text_features, Path(folder))
@@ -45,8 +45,8 @@ def refresh(client: MlflowClient, name: str, version: str) -> str:
         lineage=lineage or {},
         features=features,
         values_seen=values_seen,
-        intended_use=str(texts.get("intended_use", UNRECORDED["intended_use"])),
-        known_limits=[str(limit) for limit in texts.get("known_limits", [])],
+        intended_use=str(texts["intended_use"]),
+        known_limits=[str(limit) for limit in texts["known_limits"]],
     )
     markdown = render(facts)
     client.update_model_version(name, version, description=markdown)

@@ -23,7 +23,7 @@ from mlops_flows.settings.servers import PostgresSettings, RedisSettings, StackS
 from mlops_flows.settings.serving import ServingSettings
 from mlops_flows.settings.tracking import MlflowSettings
 from mlops_flows.settings.training import GateSettings, TrainingSettings
-from mlops_flows.settings.usecase import MODEL_NAME, REQUIRED, UseCaseError, UseCaseSource
+from mlops_flows.settings.usecase import REQUIRED, UseCaseError, UseCaseSource
 
 __all__ = [
     "DERIVED_FEAST_VARIABLES",
@@ -81,7 +81,6 @@ class Settings(BaseSettings):
 
     model: str | None = Field(
         default=None,
-        pattern=MODEL_NAME.pattern,
         description="The use case a command acts on: `usecases/<model>.toml` in the project "
         "(the CLI's `--model`). Unset: the folder's only use case.",
     )

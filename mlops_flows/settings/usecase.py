@@ -21,7 +21,7 @@ from mlops_flows.errors import MlopsError
 
 # What makes a model itself; the servers, the stack and the serving address are the project's.
 USE_CASE_GROUPS = ("features", "expectations", "training", "gates", "monitoring", "card")
-MLFLOW_KEYS = ("model_name", "experiment")  # default: the use case's name
+MLFLOW_KEYS = ("model_name", "experiment")  # what [mlflow] may set; both default to the name
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 SUFFIX = ".toml"
 # What only a use case can say: the library has no default for them.
@@ -38,8 +38,8 @@ class UseCaseError(MlopsError):
 
 
 class UseCaseSource(PydanticBaseSettingsSource):
-    """The chosen use case's file as settings values, plus `model`, and MLflow's model and
-    experiment names defaulting to the use case's name."""
+    """The chosen use case's file as settings values, plus `model`, and the registered model's
+    name defaulting to the use case's."""
 
     def __init__(self, settings_cls: type[BaseSettings], init_kwargs: dict[str, Any]) -> None:
         super().__init__(settings_cls)
@@ -85,15 +85,17 @@ def read(folder: Path, model: str | None) -> dict[str, Any]:
             f"model name {model!r}: letters, digits, '_' and '-' only, starting with a letter or "
             "digit (it names the use-case file, the registered model and its lock)."
         )
+    named = {"model": model, "mlflow": {"model_name": model}}
     path = folder / f"{model}{SUFFIX}"
     if not path.is_file():
         if found:
             raise SettingsError(f"no use case {model!r}: {folder} holds {', '.join(found)}.")
-        return {"model": model, "mlflow": dict.fromkeys(MLFLOW_KEYS, model)}
-    return {"model": model} | _tables(path, model)
+        return named
+    tables = _tables(path)
+    return tables | named | {"mlflow": named["mlflow"] | tables.get("mlflow", {})}
 
 
-def _tables(path: Path, model: str) -> dict[str, Any]:
+def _tables(path: Path) -> dict[str, Any]:
     """The file's tables, checked for what a use case may set (the values are checked by the
     settings models)."""
     try:
@@ -107,10 +109,9 @@ def _tables(path: Path, model: str) -> dict[str, Any]:
             f"use case {path}: {', '.join(unknown) or 'a key outside the tables'} is not a "
             f"use-case table; allowed: {', '.join(f'[{name}]' for name in allowed)}."
         )
-    mlflow = tables.get("mlflow", {})
-    if set(mlflow) - set(MLFLOW_KEYS):
+    if set(tables.get("mlflow", {})) - set(MLFLOW_KEYS):
         raise SettingsError(
             f"use case {path}: [mlflow] may set {' and '.join(MLFLOW_KEYS)} only (the "
             "tracking server is the project's, not the model's)."
         )
-    return tables | {"mlflow": dict.fromkeys(MLFLOW_KEYS, model) | mlflow}
+    return tables
